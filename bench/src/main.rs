@@ -1,0 +1,336 @@
+//! `rpc-bench`: this RPC framework against tarpc and against a hand-written
+//! minimal floor, on the same service and workloads, with the server in a
+//! separate process.
+//!
+//! ```text
+//! cargo run --release -p rpc-bench                      # every scenario, tcp + unix
+//! cargo run --release -p rpc-bench -- --only seq-add --pin
+//! cargo run --release -p rpc-bench -- --impls tarpc,floor --transports unix
+//! cargo run --release -p rpc-bench -- idle-mem --impl ours --conns 10000
+//! ```
+//!
+//! See `bench/README.md` for what is measured and how to read the tables.
+
+mod floor;
+mod harness;
+mod ours;
+mod report;
+mod sys;
+mod tarpc_impl;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::harness::{BoxError, Endpoint, IdleMem, Measurement, RunConfig, Scenario, Transport};
+use crate::report::{Group, Row};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rpc-bench",
+    about = "Compare this RPC framework with tarpc and a minimal hand-written floor.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// A mode other than the comparison run.
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Options of the comparison run (the default mode).
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Modes other than the comparison run.
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Open N idle connections to a server process and report its RSS growth per connection.
+    IdleMem(IdleArgs),
+    /// Internal: run a server and print its address (started by the harness).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+/// The implementations under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Impl {
+    /// tarpc with its bincode serde transport.
+    Tarpc,
+    /// The hand-written minimal multiplexed protocol.
+    Floor,
+    /// This framework (needs the `ours` feature).
+    Ours,
+}
+
+impl Impl {
+    /// Its name in tables.
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Tarpc => <tarpc_impl::Tarpc as harness::Backend>::NAME,
+            Impl::Floor => <floor::Floor as harness::Backend>::NAME,
+            Impl::Ours => <ours::Ours as harness::Backend>::NAME,
+        }
+    }
+
+    /// Whether it is compiled in.
+    fn available(self) -> bool {
+        match self {
+            Impl::Tarpc => <tarpc_impl::Tarpc as harness::Backend>::AVAILABLE,
+            Impl::Floor => <floor::Floor as harness::Backend>::AVAILABLE,
+            Impl::Ours => <ours::Ours as harness::Backend>::AVAILABLE,
+        }
+    }
+
+    /// Runs one scenario against it.
+    fn run_case(
+        self,
+        scenario: Scenario,
+        transport: Transport,
+        cfg: RunConfig,
+    ) -> Result<Measurement, BoxError> {
+        match self {
+            Impl::Tarpc => harness::run_case::<tarpc_impl::Tarpc>(scenario, transport, cfg),
+            Impl::Floor => harness::run_case::<floor::Floor>(scenario, transport, cfg),
+            Impl::Ours => harness::run_case::<ours::Ours>(scenario, transport, cfg),
+        }
+    }
+
+    /// Runs the idle-memory measurement against it.
+    fn idle_mem(
+        self,
+        transport: Transport,
+        conns: usize,
+        threads: usize,
+    ) -> Result<IdleMem, BoxError> {
+        match self {
+            Impl::Tarpc => harness::idle_mem::<tarpc_impl::Tarpc>(transport, conns, threads),
+            Impl::Floor => harness::idle_mem::<floor::Floor>(transport, conns, threads),
+            Impl::Ours => harness::idle_mem::<ours::Ours>(transport, conns, threads),
+        }
+    }
+
+    /// Serves (the hidden `serve` mode).
+    fn serve(self, listen: &Endpoint, threads: usize) -> Result<(), BoxError> {
+        match self {
+            Impl::Tarpc => harness::serve::<tarpc_impl::Tarpc>(listen, threads),
+            Impl::Floor => harness::serve::<floor::Floor>(listen, threads),
+            Impl::Ours => harness::serve::<ours::Ours>(listen, threads),
+        }
+    }
+}
+
+/// Options of the comparison run.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Run only these scenarios (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Implementations to run (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tarpc,floor,ours"
+    )]
+    impls: Vec<Impl>,
+    /// Transports to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp,unix")]
+    transports: Vec<Transport>,
+    /// Also run seq-add with client and server pinned to CPU 0.
+    #[arg(long)]
+    pin: bool,
+    /// Runtime worker threads on each side (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Warm-up before each measured window, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    warmup_ms: u64,
+    /// Measured window of each run, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    duration_ms: u64,
+}
+
+/// Options of `idle-mem`.
+#[derive(Args, Debug)]
+struct IdleArgs {
+    /// Implementations to measure (comma-separated).
+    #[arg(
+        long = "impl",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ours"
+    )]
+    impls: Vec<Impl>,
+    /// Idle connections to open.
+    #[arg(long, default_value_t = 1000)]
+    conns: usize,
+    /// Transport.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+    /// Runtime worker threads on each side.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Options of the hidden `serve` mode.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Implementation to serve.
+    #[arg(long = "impl", value_enum)]
+    imp: Impl,
+    /// Where to listen: tcp://ip:port or unix:///path.
+    #[arg(long)]
+    listen: String,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Some(Cmd::Serve(args)) => serve(&args),
+        Some(Cmd::IdleMem(args)) => idle_mem(&args),
+        None => run(&cli.run),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("rpc-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The hidden server mode.
+fn serve(args: &ServeArgs) -> Result<bool, BoxError> {
+    let listen: Endpoint = args.listen.parse()?;
+    args.imp.serve(&listen, args.threads)?;
+    Ok(true)
+}
+
+/// The comparison run. Returns `false` if any run of a built implementation
+/// failed.
+fn run(args: &RunArgs) -> Result<bool, BoxError> {
+    let cfg = RunConfig {
+        threads: args.threads.max(1),
+        warmup: Duration::from_millis(args.warmup_ms),
+        duration: Duration::from_millis(args.duration_ms),
+    };
+    let mut plan: Vec<(Scenario, bool)> = Vec::new();
+    for s in Scenario::ALL {
+        if args.only.is_empty() || args.only.contains(&s) {
+            plan.push((s, false));
+            if args.pin && s == Scenario::SeqAdd {
+                plan.push((s, true));
+            }
+        }
+    }
+    let runnable = args.impls.iter().filter(|i| i.available()).count();
+    let runs = plan.len() * args.transports.len() * runnable;
+    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(100);
+    println!(
+        "rpc-bench: {} run(s) of {:.1} s + {:.1} s warm-up, {} runtime thread(s) per side, ~{:.0} s",
+        runs,
+        cfg.duration.as_secs_f64(),
+        cfg.warmup.as_secs_f64(),
+        cfg.threads,
+        (per_run * u32::try_from(runs).unwrap_or(u32::MAX)).as_secs_f64()
+    );
+    for imp in &args.impls {
+        if !imp.available() {
+            println!(
+                "note: {} is not built in (enable the `ours` feature); skipped",
+                imp.name()
+            );
+        }
+    }
+
+    let mut ok = true;
+    let mut groups = Vec::new();
+    for &(scenario, pinned) in &plan {
+        for &transport in &args.transports {
+            let _pin = if pinned {
+                Some(sys::pin_to_cpu(0)?)
+            } else {
+                None
+            };
+            let mut rows = Vec::new();
+            for &imp in &args.impls {
+                let outcome = if imp.available() {
+                    imp.run_case(scenario, transport, cfg).map_err(|e| {
+                        ok = false;
+                        format!("failed: {e}")
+                    })
+                } else {
+                    Err("not built (enable the `ours` feature)".to_owned())
+                };
+                rows.push(Row {
+                    imp: imp.name(),
+                    outcome,
+                });
+            }
+            let group = Group {
+                scenario,
+                pinned,
+                transport,
+                rows,
+            };
+            print!("{}", group.render());
+            groups.push(group);
+        }
+    }
+    print!("{}", report::summary(&groups));
+    Ok(ok)
+}
+
+/// The `idle-mem` mode.
+fn idle_mem(args: &IdleArgs) -> Result<bool, BoxError> {
+    let want = args.conns as u64 + 256;
+    let limit = sys::raise_nofile(want)?;
+    if limit < want {
+        return Err(format!(
+            "open-file limit {limit} is below the {want} needed for {} connections \
+             (raise the hard limit: ulimit -Hn)",
+            args.conns
+        )
+        .into());
+    }
+    let mut ok = true;
+    for &imp in &args.impls {
+        if !imp.available() {
+            println!("{}: not built (enable the `ours` feature)", imp.name());
+            ok = false;
+            continue;
+        }
+        match imp.idle_mem(args.transport, args.conns, args.threads.max(1)) {
+            Ok(m) => {
+                let per = |kib: u64| kib.saturating_sub(m.base_kib) as f64 / m.conns.max(1) as f64;
+                println!(
+                    "idle-mem: {} over {}, {} connections",
+                    imp.name(),
+                    args.transport,
+                    m.conns
+                );
+                println!("  server RSS before connecting   {:>9} KiB", m.base_kib);
+                println!(
+                    "  all connections open, idle     {:>9} KiB   {:>6.2} KiB per connection",
+                    m.connected_kib,
+                    per(m.connected_kib)
+                );
+                println!(
+                    "  after one call on each, idle   {:>9} KiB   {:>6.2} KiB per connection",
+                    m.after_call_kib,
+                    per(m.after_call_kib)
+                );
+            }
+            Err(e) => {
+                println!("idle-mem: {} failed: {e}", imp.name());
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
+}

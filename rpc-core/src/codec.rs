@@ -1,0 +1,145 @@
+//! Reading length-prefixed frames from a byte stream, with a hard limit
+//! checked before any frame body is allocated.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::RpcError;
+use crate::wire::LEN_PREFIX;
+
+/// How much the read buffer grows by when it is full.
+const READ_CHUNK: usize = 8 * 1024;
+/// A read buffer larger than this is released once it is empty again, so an
+/// idle connection does not keep the memory of its largest message.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Splits a byte stream into frames.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use rpc_core::codec::FrameReader;
+///
+/// let bytes: &[u8] = &[3, 0, 0, 0, b'a', b'b', b'c', 200, 0, 0, 0];
+/// let mut r = FrameReader::new(bytes, 16);
+/// assert_eq!(&r.next_frame().await.unwrap().unwrap()[..], b"abc");
+/// // The next length (200) exceeds the limit (16): refused before reading it.
+/// assert!(r.next_frame().await.is_err());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader that refuses frames longer than `max_frame` bytes.
+    pub fn new(io: R, max_frame: u32) -> Self {
+        FrameReader {
+            io,
+            buf: BytesMut::new(),
+            max_frame,
+        }
+    }
+
+    /// Changes the frame limit (after the handshake raises it).
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
+    }
+
+    /// The next complete frame already in the buffer, without reading.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::TooLarge`] when the announced length exceeds the limit.
+    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
+        if self.buf.len() < LEN_PREFIX {
+            return Ok(None);
+        }
+        let mut len_bytes = [0u8; LEN_PREFIX];
+        len_bytes.copy_from_slice(&self.buf[..LEN_PREFIX]);
+        let len = u32::from_le_bytes(len_bytes);
+        if len > self.max_frame {
+            return Err(RpcError::TooLarge {
+                size: u64::from(len),
+                limit: u64::from(self.max_frame),
+            });
+        }
+        let total = LEN_PREFIX + len as usize;
+        if self.buf.len() < total {
+            // Room for the rest of this frame; bounded by the limit above.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(total);
+        frame.advance(LEN_PREFIX);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Reads more bytes into the buffer; returns `false` at a clean end of
+    /// stream (no partial frame pending).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::Io`] on a read error, [`RpcError::Protocol`] when the
+    /// stream ends in the middle of a frame.
+    pub async fn fill(&mut self) -> Result<bool, RpcError> {
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = BytesMut::new();
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let n = self.io.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            if self.buf.is_empty() {
+                return Ok(false);
+            }
+            return Err(RpcError::Protocol(format!(
+                "stream ended inside a frame ({} bytes pending)",
+                self.buf.len()
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Reads until a whole frame is available; `None` at a clean end of stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`buffered_frame`](Self::buffered_frame) and [`fill`](Self::fill).
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
+        loop {
+            if let Some(f) = self.buffered_frame()? {
+                return Ok(Some(f));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads exactly `out.len()` raw bytes (the preamble).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::Io`] on a read error or an early end of stream.
+    pub async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), RpcError> {
+        let buffered = self.buf.len().min(out.len());
+        out[..buffered].copy_from_slice(&self.buf[..buffered]);
+        self.buf.advance(buffered);
+        if buffered < out.len() {
+            self.io.read_exact(&mut out[buffered..]).await?;
+        }
+        Ok(())
+    }
+
+    /// The underlying stream.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+}

@@ -1,0 +1,1256 @@
+//! [`Peer`]: one end of one connection, the same type on both sides.
+//!
+//! Each connection runs four tasks:
+//! - the **reader** decodes frames, routes replies to the pending-call table
+//!   and hands incoming calls to the dispatcher. It never runs user code, so
+//!   replies keep flowing while handlers run, and a handler that calls back
+//!   into its caller cannot deadlock the connection;
+//! - the **dispatcher** runs each incoming call's handler: synchronous methods
+//!   to completion, asynchronous ones polled once and moved to a task of their
+//!   own if they are not finished;
+//! - the **writer** owns the write half and writes everything queued since its
+//!   last wake-up in one `write` (coalescing);
+//! - the **heartbeat** pings an idle connection and drops a silent one.
+//!
+//! Synchronisation lives in three places, each a short `std` mutex that is
+//! never held across an `.await` and never taken while another is held:
+//! the outbox (bytes queued for the writer), the pending-call table, and the
+//! table of running handlers (for cancellation). No lock order exists, so
+//! none can deadlock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures::future::{AbortHandle, Abortable};
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tracing::{debug, trace, warn, Instrument};
+
+use crate::codec::FrameReader;
+use crate::config::PeerConfig;
+use crate::dispatch::{Handled, HandlerFuture, Incoming, Registry, Service};
+use crate::error::{DisconnectReason, RpcError};
+use crate::handshake::{handshake, Negotiated, Role};
+use crate::wire::{
+    decode_header, encode_bare, encode_frame, Header, HANDSHAKE_MAX_FRAME, LEN_PREFIX,
+};
+
+/// Queued output above this makes [`Peer::notify`] wait for the writer.
+const OUTBOX_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// A write buffer larger than this is released after use.
+const KEEP_WRITE_CAPACITY: usize = 256 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave its data
+    // half-updated (every critical section is a single insert/remove/append
+    // that is rolled back on failure), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a connection is in its life.
+///
+/// Watch it with [`Peer::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// The first connection is being set up.
+    Connecting,
+    /// Connected; calls go through.
+    Connected,
+    /// The connection was lost and a new one is being dialed; calls fail
+    /// fast with [`RpcError::NotConnected`].
+    Reconnecting,
+    /// Closed for good.
+    Closed,
+}
+
+/// Which end of a new connection this side is, for [`Peer::establish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// This side dialed.
+    Connect,
+    /// This side accepted the connection and gives it this id.
+    Accept {
+        /// The id of the new connection.
+        connection_id: u64,
+    },
+}
+
+struct Lifecycle {
+    status: watch::Sender<Status>,
+    reconnect: AtomicBool,
+}
+
+/// A handle to one end of a connection. Both ends are `Peer`s: each can call
+/// objects the other exposed, and serve calls to its own.
+///
+/// Cheap to clone. The connection closes on [`close`](Peer::close), when the
+/// other side goes away, or when the last handle is dropped.
+///
+/// # Examples
+///
+/// Two peers over an in-memory pipe (any `AsyncRead + AsyncWrite` works):
+///
+/// ```
+/// use rpc_core::{expose, Peer, PeerConfig, Registry};
+///
+/// pub struct Calc;
+/// #[expose]
+/// impl Calc {
+///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let (a, b) = tokio::io::duplex(64 * 1024);
+/// let served = Registry::new();
+/// served.expose(Calc);
+/// let (server, client) = tokio::try_join!(
+///     Peer::accept(a, served, PeerConfig::default(), 1),
+///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+/// )?;
+/// assert_eq!(CalcClient::new(&client).add(2, 3).await?, 5);
+/// let n: i64 = client.call("Calc.add", &(40i64, 2i64)).await?;
+/// assert_eq!(n, 42);
+/// # drop(server);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+/// A handle that does not keep the connection open; see [`Peer::downgrade`].
+#[derive(Clone, Debug)]
+pub struct WeakPeer {
+    shared: Weak<Shared>,
+}
+
+struct Shared {
+    registry: Registry,
+    config: Arc<PeerConfig>,
+    conn: ArcSwap<Conn>,
+    life: Arc<Lifecycle>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.life.reconnect.store(false, Ordering::SeqCst);
+        self.conn.load().close(DisconnectReason::Closed, true);
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conn = self.shared.conn.load();
+        f.debug_struct("Peer")
+            .field("connection_id", &conn.info.connection_id)
+            .field("remote_name", &conn.info.remote_name)
+            .field("status", &*self.shared.life.status.borrow())
+            .finish()
+    }
+}
+
+impl WeakPeer {
+    /// The peer, if any handle to it is still alive.
+    pub fn upgrade(&self) -> Option<Peer> {
+        self.shared.upgrade().map(|shared| Peer { shared })
+    }
+
+    /// For a handler's context: the peer, or a handle made afresh around the
+    /// connection when every other handle has gone.
+    pub(crate) fn upgrade_or_detached(&self, conn: &Arc<Conn>) -> Peer {
+        self.upgrade().unwrap_or_else(|| Peer {
+            shared: Arc::new(Shared {
+                registry: Registry::new(),
+                config: Arc::new(PeerConfig::default()),
+                conn: ArcSwap::new(conn.clone()),
+                life: conn.life.clone(),
+            }),
+        })
+    }
+}
+
+impl Peer {
+    /// Dials over `io` (any byte stream) and runs the handshake as the
+    /// connecting side. `registry` holds the objects this side serves.
+    ///
+    /// # Errors
+    ///
+    /// The handshake's errors: [`RpcError::VersionMismatch`],
+    /// [`RpcError::AuthFailed`], [`RpcError::Refused`],
+    /// [`RpcError::Protocol`], [`RpcError::Timeout`], [`RpcError::Io`].
+    pub async fn connect<IO>(
+        io: IO,
+        registry: Registry,
+        config: PeerConfig,
+    ) -> Result<Peer, RpcError>
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (rd, wr) = tokio::io::split(io);
+        Peer::establish(rd, wr, registry, config, Side::Connect).await
+    }
+
+    /// Runs the handshake as the accepting side over `io`, giving the
+    /// connection the id `connection_id`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Peer::connect`].
+    pub async fn accept<IO>(
+        io: IO,
+        registry: Registry,
+        config: PeerConfig,
+        connection_id: u64,
+    ) -> Result<Peer, RpcError>
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (rd, wr) = tokio::io::split(io);
+        Peer::establish(rd, wr, registry, config, Side::Accept { connection_id }).await
+    }
+
+    /// Runs the handshake over separate read and write halves and starts the
+    /// connection's tasks. Transports use this with their socket's halves.
+    ///
+    /// # Errors
+    ///
+    /// As [`Peer::connect`].
+    pub async fn establish<R, W>(
+        rd: R,
+        wr: W,
+        registry: Registry,
+        config: PeerConfig,
+        side: Side,
+    ) -> Result<Peer, RpcError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = Peer::detached(registry, config);
+        peer.attach(rd, wr, side).await?;
+        Ok(peer)
+    }
+
+    /// A peer with no connection yet (status [`Status::Connecting`]); calls
+    /// fail with [`RpcError::NotConnected`] until [`attach`](Peer::attach)
+    /// succeeds. Used by reconnecting clients.
+    pub fn detached(registry: Registry, config: PeerConfig) -> Peer {
+        let life = Arc::new(Lifecycle {
+            status: watch::Sender::new(Status::Connecting),
+            reconnect: AtomicBool::new(false),
+        });
+        let conn = Conn::dead(life.clone());
+        Peer {
+            shared: Arc::new(Shared {
+                registry,
+                config: Arc::new(config),
+                conn: ArcSwap::new(conn),
+                life,
+            }),
+        }
+    }
+
+    /// Runs the handshake on a new stream and makes it this peer's
+    /// connection. The previous connection, if any, must have closed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Peer::connect`].
+    pub async fn attach<R, W>(&self, rd: R, mut wr: W, side: Side) -> Result<(), RpcError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.shared.config;
+        let mut reader = FrameReader::new(rd, HANDSHAKE_MAX_FRAME);
+        let role = match side {
+            Side::Connect => Role::Connector,
+            Side::Accept { connection_id } => Role::Acceptor {
+                connection_id,
+                refuse: None,
+            },
+        };
+        let negotiated = handshake(&mut reader, &mut wr, config, role).await?;
+        let conn = Conn::new(negotiated, config, self.shared.life.clone());
+        self.shared.conn.store(conn.clone());
+        self.shared.life.status.send_replace(Status::Connected);
+        conn.start(
+            reader,
+            wr,
+            self.downgrade(),
+            self.shared.registry.clone(),
+            config,
+        );
+        Ok(())
+    }
+
+    /// Answers a connection attempt with a refusal (for example: too many
+    /// connections). The dialer gets `error` from its connect call.
+    ///
+    /// # Errors
+    ///
+    /// The handshake's own errors; `error` itself when the refusal was sent.
+    pub async fn refuse<R, W>(rd: R, mut wr: W, config: &PeerConfig, error: RpcError) -> RpcError
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut reader = FrameReader::new(rd, HANDSHAKE_MAX_FRAME);
+        let role = Role::Acceptor {
+            connection_id: 0,
+            refuse: Some(error),
+        };
+        match handshake(&mut reader, &mut wr, config, role).await {
+            Ok(_) => RpcError::Protocol("refusal was accepted".into()),
+            Err(e) => e,
+        }
+    }
+
+    /// Turns on reconnect mode: when the connection is lost the status goes to
+    /// [`Status::Reconnecting`] instead of [`Status::Closed`], and whoever
+    /// dials (the transport) may [`attach`](Peer::attach) a new stream.
+    pub fn set_reconnecting(&self, on: bool) {
+        self.shared.life.reconnect.store(on, Ordering::SeqCst);
+    }
+
+    /// A handle that does not keep the connection open.
+    pub fn downgrade(&self) -> WeakPeer {
+        WeakPeer {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// Calls `target` (`"Object.method"`) with `args` (a tuple of the
+    /// method's parameters; a single parameter may be passed bare) and waits
+    /// for the reply, with the peer's default timeout.
+    ///
+    /// Dropping the returned future cancels the call: the remote handler is
+    /// told to stop.
+    ///
+    /// # Errors
+    ///
+    /// Any [`RpcError`]: the remote's (unknown object or method, bad
+    /// arguments, panic, busy), the connection's (closed, not connected), a
+    /// timeout, or [`RpcError::BadReply`] when the reply is not an `R`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(peer: rpc_core::Peer) -> Result<(), rpc_core::RpcError> {
+    /// let sum: i64 = peer.call("Calculator.add", &(2i64, 3i64)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<R, A>(&self, target: &str, args: &A) -> Result<R, RpcError>
+    where
+        R: DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
+        self.call_inner(target, args, self.shared.config.call_timeout)
+            .await
+    }
+
+    /// Like [`call`](Peer::call) with an explicit timeout, which the callee
+    /// also sees ([`CallContext::remaining`](crate::CallContext::remaining)).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Peer::call); [`RpcError::Timeout`] after `timeout`.
+    pub async fn call_timeout<R, A>(
+        &self,
+        target: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, RpcError>
+    where
+        R: DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
+        self.call_inner(target, args, Some(timeout)).await
+    }
+
+    pub(crate) async fn call_inner<R, A>(
+        &self,
+        target: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<R, RpcError>
+    where
+        R: DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
+        let conn = self.current()?;
+        let span = tracing::debug_span!(
+            "rpc.call",
+            otel.kind = "client",
+            rpc.service = tracing::field::Empty,
+            rpc.method = tracing::field::Empty,
+            rpc.request_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let (service, method) = target.rsplit_once('.').unwrap_or((target, ""));
+            span.record("rpc.service", service);
+            span.record("rpc.method", method);
+        }
+        let work = async {
+            let payload = conn.call_raw(target, args, timeout, &span).await?;
+            postcard::from_bytes::<R>(&payload)
+                .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {e}")))
+        };
+        work.instrument(span.clone()).await
+    }
+
+    /// Sends a one-way call: no reply, no error from the remote handler.
+    /// Returns once the message is queued for sending (waiting first if a
+    /// large backlog is queued).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::ConnectionClosed`] / [`RpcError::NotConnected`],
+    /// [`RpcError::Encode`], [`RpcError::TooLarge`].
+    pub async fn notify<A>(&self, target: &str, args: &A) -> Result<(), RpcError>
+    where
+        A: Serialize + ?Sized,
+    {
+        let conn = self.current()?;
+        conn.out.wait_space().await;
+        conn.push_frame(&Header::Notify { target }, args)
+    }
+
+    /// Sends a ping and waits for the pong; returns the round-trip time.
+    /// A cheap way to check that the remote is alive and responsive.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Peer::call).
+    pub async fn ping(&self) -> Result<Duration, RpcError> {
+        let conn = self.current()?;
+        let start = Instant::now();
+        let (id, rx) = conn.register()?;
+        let mut guard = PendingGuard {
+            conn: &conn,
+            id,
+            armed: true,
+            sent: false,
+        };
+        let mut buf = Vec::new();
+        encode_bare(&mut buf, &Header::Ping { id });
+        conn.push_raw(&buf)?;
+        guard.sent = true;
+        let r = rx.await;
+        guard.armed = false;
+        match r {
+            Ok(Ok(_)) => Ok(start.elapsed()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(conn.closed_error()),
+        }
+    }
+
+    /// Exposes `object` on this side under its default name, for the remote
+    /// to call.
+    pub fn expose<S: Service>(&self, object: S) {
+        self.shared.registry.expose(object);
+    }
+
+    /// Exposes `object` on this side under `name`.
+    pub fn expose_as<S: Service>(&self, name: &str, object: S) {
+        self.shared.registry.expose_as(name, object);
+    }
+
+    /// The registry of objects this side serves.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The configuration this side was made with.
+    pub fn config(&self) -> &PeerConfig {
+        &self.shared.config
+    }
+
+    /// The connection id assigned by the accepting side (0 before the first
+    /// connection).
+    pub fn connection_id(&self) -> u64 {
+        self.shared.conn.load().info.connection_id
+    }
+
+    /// The identifier the remote announced in the handshake, if any.
+    pub fn remote_name(&self) -> Option<String> {
+        self.shared
+            .conn
+            .load()
+            .info
+            .remote_name
+            .as_deref()
+            .map(str::to_owned)
+    }
+
+    /// A watch of the connection's [`Status`].
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.shared.life.status.subscribe()
+    }
+
+    /// Whether calls can go through right now.
+    pub fn is_connected(&self) -> bool {
+        !self.shared.conn.load().is_closed()
+    }
+
+    /// How many calls from the remote are being served right now.
+    pub fn serving(&self) -> usize {
+        self.shared.conn.load().inflight.load(Ordering::Acquire) as usize
+    }
+
+    /// Waits until the current connection has closed and tells why.
+    pub async fn closed(&self) -> DisconnectReason {
+        let conn = self.shared.conn.load_full();
+        conn.wait_closed().await
+    }
+
+    /// Closes the connection: says goodbye to the remote, fails this side's
+    /// calls in flight with [`RpcError::ConnectionClosed`], and stops
+    /// reconnecting. Waits (briefly) until the goodbye is written.
+    pub async fn close(&self) {
+        self.shared.life.reconnect.store(false, Ordering::SeqCst);
+        let conn = self.shared.conn.load_full();
+        conn.close(DisconnectReason::Closed, true);
+        self.shared.life.status.send_replace(Status::Closed);
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.writer_done.notified()).await;
+    }
+
+    /// Closes the connection with a given reason (the server uses
+    /// [`DisconnectReason::Shutdown`]).
+    pub fn close_with(&self, reason: DisconnectReason) {
+        self.shared.life.reconnect.store(false, Ordering::SeqCst);
+        self.shared.conn.load().close(reason, true);
+        self.shared.life.status.send_replace(Status::Closed);
+    }
+
+    /// A future that resolves when the current connection closes, without
+    /// keeping the peer alive (for supervisors holding a [`WeakPeer`]).
+    pub fn closed_owned(&self) -> impl Future<Output = DisconnectReason> + Send + 'static {
+        let conn = self.shared.conn.load_full();
+        async move { conn.wait_closed().await }
+    }
+
+    fn current(&self) -> Result<Arc<Conn>, RpcError> {
+        let conn = self.shared.conn.load_full();
+        if conn.is_closed() {
+            return Err(match *self.shared.life.status.borrow() {
+                Status::Connecting | Status::Reconnecting => RpcError::NotConnected,
+                _ => conn.closed_error(),
+            });
+        }
+        Ok(conn)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One connection.
+
+pub(crate) struct ConnInfo {
+    pub(crate) connection_id: u64,
+    pub(crate) remote_name: Option<Arc<str>>,
+}
+
+type ReplyTx = oneshot::Sender<Result<Bytes, RpcError>>;
+
+struct Pending {
+    calls: HashMap<u64, ReplyTx>,
+    closed: Option<DisconnectReason>,
+}
+
+pub(crate) struct Conn {
+    pub(crate) info: ConnInfo,
+    out: Outbox,
+    pending: Mutex<Pending>,
+    running: Mutex<HashMap<u64, AbortHandle>>,
+    pub(crate) inflight: AtomicU32,
+    max_in_flight: u32,
+    next_id: AtomicU64,
+    permits: Semaphore,
+    remote_max_frame: usize,
+    closed: watch::Sender<Option<DisconnectReason>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    writer_done: Notify,
+    epoch: Instant,
+    last_rx_ms: AtomicU64,
+    life: Arc<Lifecycle>,
+}
+
+struct Outbox {
+    state: Mutex<OutState>,
+    wake: Notify,
+    space: Notify,
+}
+
+struct OutState {
+    buf: Vec<u8>,
+    /// No more frames are accepted; the writer flushes and shuts down.
+    closing: bool,
+}
+
+impl Outbox {
+    async fn wait_space(&self) {
+        loop {
+            let notified = self.space.notified();
+            {
+                let st = lock(&self.state);
+                if st.buf.len() < OUTBOX_HIGH_WATER || st.closing {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Removes a call from the pending table if its future is dropped early, and
+/// tells the remote to cancel it.
+struct PendingGuard<'a> {
+    conn: &'a Conn,
+    id: u64,
+    armed: bool,
+    sent: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let was_pending = lock(&self.conn.pending).calls.remove(&self.id).is_some();
+        if was_pending && self.sent {
+            let mut buf = Vec::with_capacity(16);
+            encode_bare(&mut buf, &Header::Cancel { id: self.id });
+            let _ = self.conn.push_raw(&buf);
+            trace!(id = self.id, "call abandoned; cancel sent");
+        }
+    }
+}
+
+/// An incoming call handed from the reader to the dispatcher.
+struct Job {
+    service: Arc<dyn Service>,
+    index: usize,
+    incoming: Incoming,
+}
+
+impl Conn {
+    fn new(n: Negotiated, config: &PeerConfig, life: Arc<Lifecycle>) -> Arc<Conn> {
+        Arc::new(Conn {
+            info: ConnInfo {
+                connection_id: n.connection_id,
+                remote_name: n.remote_name.map(Arc::from),
+            },
+            out: Outbox {
+                state: Mutex::new(OutState {
+                    buf: Vec::new(),
+                    closing: false,
+                }),
+                wake: Notify::new(),
+                space: Notify::new(),
+            },
+            pending: Mutex::new(Pending {
+                calls: HashMap::new(),
+                closed: None,
+            }),
+            running: Mutex::new(HashMap::new()),
+            inflight: AtomicU32::new(0),
+            max_in_flight: config.max_in_flight,
+            next_id: AtomicU64::new(1),
+            permits: Semaphore::new(n.remote_max_in_flight as usize),
+            remote_max_frame: n.remote_max_frame as usize,
+            closed: watch::Sender::new(None),
+            tasks: Mutex::new(Vec::new()),
+            writer_done: Notify::new(),
+            epoch: Instant::now(),
+            last_rx_ms: AtomicU64::new(0),
+            life,
+        })
+    }
+
+    /// A connection that is already closed, for peers not yet connected.
+    fn dead(life: Arc<Lifecycle>) -> Arc<Conn> {
+        let n = Negotiated {
+            connection_id: 0,
+            remote_name: None,
+            remote_max_frame: HANDSHAKE_MAX_FRAME,
+            remote_max_in_flight: 1,
+        };
+        let conn = Conn::new(n, &PeerConfig::default(), life);
+        conn.closed.send_replace(Some(DisconnectReason::Closed));
+        lock(&conn.pending).closed = Some(DisconnectReason::Closed);
+        lock(&conn.out.state).closing = true;
+        conn.permits.close();
+        conn
+    }
+
+    fn start<R, W>(
+        self: &Arc<Self>,
+        reader: FrameReader<R>,
+        writer: W,
+        peer: WeakPeer,
+        registry: Registry,
+        config: &PeerConfig,
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut tasks = Vec::with_capacity(3);
+        tokio::spawn(self.clone().write_loop(writer));
+        tasks.push(spawn_abortable(self.clone().dispatch_loop(rx)));
+        tasks.push(spawn_abortable(
+            self.clone().read_loop(reader, peer, registry, tx),
+        ));
+        if let Some(interval) = config.heartbeat_interval {
+            tasks.push(spawn_abortable(
+                self.clone()
+                    .heartbeat_loop(interval, config.heartbeat_timeout),
+            ));
+        }
+        lock(&self.tasks).extend(tasks);
+        // A close that raced with start (e.g. the remote vanished at once)
+        // must still stop the tasks.
+        if self.is_closed() {
+            for t in lock(&self.tasks).drain(..) {
+                t.abort();
+            }
+        }
+        debug!(connection_id = self.info.connection_id, "connection open");
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.borrow().is_some()
+    }
+
+    fn closed_error(&self) -> RpcError {
+        RpcError::ConnectionClosed(
+            self.closed
+                .borrow()
+                .clone()
+                .unwrap_or(DisconnectReason::Closed),
+        )
+    }
+
+    async fn wait_closed(&self) -> DisconnectReason {
+        let mut rx = self.closed.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return DisconnectReason::Closed;
+            }
+        }
+    }
+
+    /// Ends the connection (first reason wins): fails this side's pending
+    /// calls, aborts running handlers, stops the reader, and lets the writer
+    /// flush what is queued (plus a goodbye when `goodbye`) and shut down.
+    pub(crate) fn close(&self, reason: DisconnectReason, goodbye: bool) {
+        let first = self.closed.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return;
+        }
+        match &reason {
+            DisconnectReason::Closed
+            | DisconnectReason::ClosedByPeer
+            | DisconnectReason::Shutdown => {
+                debug!(connection_id = self.info.connection_id, %reason, "connection closed")
+            }
+            _ => warn!(connection_id = self.info.connection_id, %reason, "connection lost"),
+        }
+        {
+            let mut st = lock(&self.out.state);
+            if goodbye && !st.closing {
+                encode_bare(&mut st.buf, &Header::Goodbye);
+            }
+            st.closing = true;
+        }
+        self.out.wake.notify_one();
+        self.out.space.notify_waiters();
+        self.permits.close();
+        let calls = {
+            let mut p = lock(&self.pending);
+            p.closed = Some(reason.clone());
+            std::mem::take(&mut p.calls)
+        };
+        for (_, tx) in calls {
+            let _ = tx.send(Err(RpcError::ConnectionClosed(reason.clone())));
+        }
+        for (_, h) in lock(&self.running).drain() {
+            h.abort();
+        }
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        let next = if self.life.reconnect.load(Ordering::SeqCst) {
+            Status::Reconnecting
+        } else {
+            Status::Closed
+        };
+        self.life.status.send_if_modified(|s| {
+            // Only the current connection's end moves the status.
+            if *s == Status::Connected {
+                *s = next;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    // --- output -----------------------------------------------------------
+
+    /// Encodes a frame straight into the outbox.
+    fn push_frame<P: Serialize + ?Sized>(
+        &self,
+        header: &Header<'_>,
+        payload: &P,
+    ) -> Result<(), RpcError> {
+        let mut st = lock(&self.out.state);
+        if st.closing {
+            drop(st);
+            return Err(self.closed_error());
+        }
+        let start = st.buf.len();
+        let was_empty = start == 0;
+        // A panicking `Serialize` impl must not leave half a frame behind.
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            encode_frame(&mut st.buf, header, payload)
+        }));
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                st.buf.truncate(start);
+                drop(st);
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let size = st.buf.len() - start - LEN_PREFIX;
+        if size > self.remote_max_frame {
+            st.buf.truncate(start);
+            return Err(RpcError::TooLarge {
+                size: size as u64,
+                limit: self.remote_max_frame as u64,
+            });
+        }
+        drop(st);
+        if was_empty {
+            self.out.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn push_raw(&self, frame: &[u8]) -> Result<(), RpcError> {
+        let mut st = lock(&self.out.state);
+        if st.closing {
+            drop(st);
+            return Err(self.closed_error());
+        }
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(frame);
+        drop(st);
+        if was_empty {
+            self.out.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_reply<R: Serialize + ?Sized>(&self, id: u64, value: &R) {
+        match self.push_frame(&Header::Reply { id }, value) {
+            Ok(()) => {}
+            Err(e @ (RpcError::TooLarge { .. } | RpcError::Encode(_))) => self.send_error(id, &e),
+            Err(_) => {} // closed: nobody to answer
+        }
+    }
+
+    pub(crate) fn send_error(&self, id: u64, error: &RpcError) {
+        if let Err(e) = self.push_frame(&Header::Error { id }, error) {
+            if !matches!(e, RpcError::ConnectionClosed(_)) {
+                // An error message too large for the remote: send a short one.
+                let short = RpcError::Remote(format!("error reply could not be sent: {e}"));
+                let _ = self.push_frame(&Header::Error { id }, &short);
+            }
+        }
+    }
+
+    async fn write_loop<W: AsyncWrite + Unpin>(self: Arc<Self>, mut wr: W) {
+        let mut spare: Vec<u8> = Vec::new();
+        loop {
+            let closing = {
+                let mut st = lock(&self.out.state);
+                if st.buf.is_empty() {
+                    if st.closing {
+                        break;
+                    }
+                    None
+                } else {
+                    std::mem::swap(&mut st.buf, &mut spare);
+                    Some(st.closing)
+                }
+            };
+            if closing.is_none() {
+                self.out.wake.notified().await;
+                continue;
+            }
+            self.out.space.notify_waiters();
+            let res = match wr.write_all(&spare).await {
+                Ok(()) => wr.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                self.close(DisconnectReason::from_io(&e), false);
+                break;
+            }
+            spare.clear();
+            if spare.capacity() > KEEP_WRITE_CAPACITY {
+                spare = Vec::new();
+            }
+        }
+        let _ = wr.shutdown().await;
+        self.writer_done.notify_waiters();
+        self.writer_done.notify_one();
+    }
+
+    // --- input ------------------------------------------------------------
+
+    async fn read_loop<R: AsyncRead + Unpin>(
+        self: Arc<Self>,
+        mut reader: FrameReader<R>,
+        peer: WeakPeer,
+        registry: Registry,
+        jobs: mpsc::UnboundedSender<Job>,
+    ) {
+        let reason = 'outer: loop {
+            loop {
+                match reader.buffered_frame() {
+                    Ok(Some(frame)) => {
+                        if let Err(reason) = self.on_frame(frame, &peer, &registry, &jobs) {
+                            break 'outer reason;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => break 'outer DisconnectReason::Protocol(e.to_string()),
+                }
+            }
+            match reader.fill().await {
+                Ok(true) => self.touch(),
+                Ok(false) => break DisconnectReason::ClosedByPeer,
+                Err(RpcError::Io(m)) => break DisconnectReason::Io(m),
+                Err(RpcError::ConnectionClosed(r)) => break r,
+                Err(e) => break DisconnectReason::Protocol(e.to_string()),
+            }
+        };
+        self.close(reason, false);
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_rx_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn on_frame(
+        self: &Arc<Self>,
+        frame: Bytes,
+        peer: &WeakPeer,
+        registry: &Registry,
+        jobs: &mpsc::UnboundedSender<Job>,
+    ) -> Result<(), DisconnectReason> {
+        let (header, payload) =
+            decode_header(&frame).map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
+        let payload = frame.slice_ref(payload);
+        match header {
+            Header::Call {
+                id,
+                target,
+                timeout_ms,
+            } => self.incoming(Some(id), target, timeout_ms, payload, peer, registry, jobs),
+            Header::Notify { target } => {
+                self.incoming(None, target, 0, payload, peer, registry, jobs)
+            }
+            Header::Reply { id } => self.complete(id, Ok(payload)),
+            Header::Error { id } => {
+                let err = postcard::from_bytes::<RpcError>(&payload).unwrap_or_else(|e| {
+                    RpcError::Protocol(format!("undecodable error reply: {e}"))
+                });
+                self.complete(id, Err(err));
+            }
+            Header::Cancel { id } => {
+                if let Some(h) = lock(&self.running).remove(&id) {
+                    trace!(id, "cancelled by caller");
+                    h.abort();
+                }
+            }
+            Header::Ping { id } => {
+                let mut buf = Vec::with_capacity(16);
+                encode_bare(&mut buf, &Header::Pong { id });
+                let _ = self.push_raw(&buf);
+            }
+            Header::Pong { id } => {
+                if id != 0 {
+                    self.complete(id, Ok(Bytes::new()));
+                }
+            }
+            Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
+        }
+        Ok(())
+    }
+
+    fn complete(&self, id: u64, result: Result<Bytes, RpcError>) {
+        let tx = lock(&self.pending).calls.remove(&id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(result);
+            }
+            None => trace!(id, "reply for a call no longer waiting"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn incoming(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        target: &str,
+        timeout_ms: u64,
+        args: Bytes,
+        peer: &WeakPeer,
+        registry: &Registry,
+        jobs: &mpsc::UnboundedSender<Job>,
+    ) {
+        let busy = self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight;
+        let target = if busy {
+            Err(RpcError::Busy {
+                limit: self.max_in_flight,
+            })
+        } else {
+            registry.lookup(target)
+        };
+        let t = match target {
+            Ok(t) => t,
+            Err(e) => {
+                self.finish_call();
+                debug!(?id, %e, "call refused");
+                if let Some(id) = id {
+                    self.send_error(id, &e);
+                }
+                return;
+            }
+        };
+        let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
+        let incoming = Incoming {
+            conn: self.clone(),
+            peer: peer.clone(),
+            id,
+            args,
+            object: t.object,
+            method: t.method,
+            deadline,
+            counted: true,
+        };
+        let job = Job {
+            service: t.service,
+            index: t.index,
+            incoming,
+        };
+        // If the dispatcher is gone the job is dropped, which releases it.
+        let _ = jobs.send(job);
+    }
+
+    pub(crate) fn finish_call(&self) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    // --- dispatch ---------------------------------------------------------
+
+    async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            self.run(job);
+        }
+    }
+
+    fn run(self: &Arc<Self>, job: Job) {
+        let Job {
+            service,
+            index,
+            incoming,
+        } = job;
+        let id = incoming.id;
+        let deadline = incoming.deadline;
+        let span = tracing::debug_span!(
+            "rpc.serve",
+            otel.kind = "server",
+            rpc.service = %incoming.object,
+            rpc.method = incoming.method,
+            rpc.request_id = id,
+        );
+        let entered = span.enter();
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(index, incoming)));
+        drop(entered);
+        match res {
+            Ok(Handled::Done(_)) => {}
+            Ok(Handled::Pending(fut)) => self.spawn_handler(id, deadline, fut, span),
+            Err(panic) => {
+                let msg = panic_message(&panic);
+                warn!(?id, %msg, "handler panicked");
+                if let Some(id) = id {
+                    self.send_error(id, &RpcError::RemotePanic(msg));
+                }
+            }
+        }
+    }
+
+    fn spawn_handler(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        deadline: Option<Instant>,
+        fut: HandlerFuture,
+        span: tracing::Span,
+    ) {
+        let (abort, registration) = AbortHandle::new_pair();
+        if let Some(id) = id {
+            lock(&self.running).insert(id, abort);
+        }
+        let conn = self.clone();
+        let task = async move {
+            let guarded = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), registration);
+            let outcome = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), guarded).await.ok(),
+                None => Some(guarded.await),
+            };
+            match (outcome, id) {
+                (None, Some(id)) => conn.send_error(id, &RpcError::Timeout),
+                (Some(Ok(Err(panic))), id) => {
+                    let msg = panic_message(&panic);
+                    warn!(?id, %msg, "handler panicked");
+                    if let Some(id) = id {
+                        conn.send_error(id, &RpcError::RemotePanic(msg));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(id) = id {
+                lock(&conn.running).remove(&id);
+            }
+        };
+        tokio::spawn(task.instrument(span));
+    }
+
+    // --- calls out ----------------------------------------------------------
+
+    fn register(&self) -> Result<(u64, oneshot::Receiver<Result<Bytes, RpcError>>), RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut p = lock(&self.pending);
+        if let Some(r) = &p.closed {
+            return Err(RpcError::ConnectionClosed(r.clone()));
+        }
+        p.calls.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    async fn call_raw<A: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        args: &A,
+        timeout: Option<Duration>,
+        span: &tracing::Span,
+    ) -> Result<Bytes, RpcError> {
+        let _permit = match self.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| self.closed_error())?,
+        };
+        let (id, rx) = self.register()?;
+        span.record("rpc.request_id", id);
+        let mut guard = PendingGuard {
+            conn: self,
+            id,
+            armed: true,
+            sent: false,
+        };
+        let timeout_ms = timeout.map_or(0, |t| (t.as_millis() as u64).max(1));
+        self.push_frame(
+            &Header::Call {
+                id,
+                target,
+                timeout_ms,
+            },
+            args,
+        )?;
+        guard.sent = true;
+        let reply = match timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => return Err(RpcError::Timeout), // guard sends the cancel
+            },
+            None => rx.await,
+        };
+        guard.armed = false;
+        match reply {
+            Ok(r) => r,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    // --- heartbeat ----------------------------------------------------------
+
+    async fn heartbeat_loop(self: Arc<Self>, interval: Duration, timeout: Duration) {
+        self.touch();
+        let mut ping = Vec::with_capacity(16);
+        encode_bare(&mut ping, &Header::Ping { id: 0 });
+        let tick = interval.min(timeout / 2).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = self.epoch.elapsed().as_millis() as u64;
+            let idle =
+                Duration::from_millis(now.saturating_sub(self.last_rx_ms.load(Ordering::Relaxed)));
+            if idle >= timeout {
+                self.close(DisconnectReason::HeartbeatTimeout, false);
+                return;
+            }
+            if idle >= interval.min(timeout / 2) && self.push_raw(&ping).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn spawn_abortable<F>(fut: F) -> tokio::task::AbortHandle
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(fut).abort_handle()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "handler panicked".to_string()
+    }
+}

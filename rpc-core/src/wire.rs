@@ -1,0 +1,203 @@
+//! The wire format: the handshake messages and the frame headers.
+//!
+//! A connection starts with a 6-byte preamble from each side: the magic bytes
+//! `RPC\x7f` and the protocol version (u16, big-endian). Then each side sends a
+//! [`Handshake::Hello`]; with a shared secret both send a [`Handshake::Proof`];
+//! the accepting side ends the handshake with a [`Handshake::Verdict`].
+//!
+//! After the handshake every frame is a little-endian `u32` length followed by
+//! that many bytes: a postcard-encoded [`Header`] and then, for calls,
+//! notifications and replies, the postcard-encoded payload up to the end of
+//! the frame. Putting the payload after the header (instead of inside it as a
+//! byte string) lets a sender encode arguments straight into the frame.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RpcError;
+
+/// The magic bytes that open every connection.
+pub const MAGIC: [u8; 4] = *b"RPC\x7f";
+
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+
+/// Bytes of the length prefix in front of every frame.
+pub const LEN_PREFIX: usize = 4;
+
+/// The largest handshake frame accepted before authentication.
+pub const HANDSHAKE_MAX_FRAME: u32 = 1024;
+
+/// Length of the random nonces and of the HMAC-SHA256 proofs.
+pub const NONCE_LEN: usize = 32;
+
+/// A handshake message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Handshake {
+    /// Sent by both sides first.
+    Hello(Hello),
+    /// HMAC-SHA256 over both nonces, proving knowledge of the shared secret.
+    Proof([u8; NONCE_LEN]),
+    /// The accepting side's decision; ends the handshake.
+    Verdict(Verdict),
+}
+
+/// What each side announces about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The largest frame this side accepts.
+    pub max_frame: u32,
+    /// How many of the other side's calls this side runs at once.
+    pub max_in_flight: u32,
+    /// Whether this side requires shared-secret authentication.
+    pub auth: bool,
+    /// A fresh random nonce for the challenge-response.
+    pub nonce: [u8; NONCE_LEN],
+    /// An optional identifier chosen by the application.
+    pub name: Option<String>,
+}
+
+/// The accepting side's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The connection is open, with this id.
+    Accepted {
+        /// The connection id assigned by the accepting side.
+        connection_id: u64,
+    },
+    /// The connection is refused.
+    Rejected(RpcError),
+}
+
+/// The header of a frame after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Header<'a> {
+    /// A call that wants a reply; the arguments follow.
+    Call {
+        /// The caller's id for the call, unique among its calls in flight.
+        id: u64,
+        /// `Object.method`.
+        #[serde(borrow)]
+        target: &'a str,
+        /// Milliseconds the caller will wait; 0 for no timeout.
+        timeout_ms: u64,
+    },
+    /// A one-way call; the arguments follow.
+    Notify {
+        /// `Object.method`.
+        #[serde(borrow)]
+        target: &'a str,
+    },
+    /// A successful reply; the encoded value follows.
+    Reply {
+        /// The id of the call being answered (an id chosen by the receiver).
+        id: u64,
+    },
+    /// A failed reply; an encoded [`RpcError`] follows.
+    Error {
+        /// The id of the call being answered.
+        id: u64,
+    },
+    /// The caller gave up on call `id`; the handler should stop.
+    Cancel {
+        /// The id of the abandoned call.
+        id: u64,
+    },
+    /// A liveness probe; answered by a pong with the same id.
+    Ping {
+        /// Chosen by the sender.
+        id: u64,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// The sender is closing the connection.
+    Goodbye,
+}
+
+/// Splits a frame body into its header and payload.
+///
+/// # Errors
+///
+/// [`RpcError::Protocol`] when the bytes do not start with a valid header.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{decode_header, encode_frame, Header, LEN_PREFIX};
+///
+/// let mut buf = Vec::new();
+/// encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &("hi",)).unwrap();
+/// let (h, payload) = decode_header(&buf[LEN_PREFIX..]).unwrap();
+/// assert_eq!(h, Header::Notify { target: "Log.write" });
+/// assert_eq!(postcard::from_bytes::<(String,)>(payload).unwrap().0, "hi");
+/// ```
+pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RpcError> {
+    postcard::take_from_bytes::<Header<'_>>(body)
+        .map_err(|e| RpcError::Protocol(format!("malformed frame header: {e}")))
+}
+
+/// Appends one complete frame (length prefix, header, payload) to `buf`.
+///
+/// On error `buf` is left as it was.
+///
+/// # Errors
+///
+/// [`RpcError::Encode`] when the payload cannot be encoded.
+pub fn encode_frame<P: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    header: &Header<'_>,
+    payload: &P,
+) -> Result<(), RpcError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; LEN_PREFIX]);
+    let res = postcard::serialize_with_flavor(header, VecTail(&mut *buf))
+        .and_then(|_| postcard::serialize_with_flavor(payload, VecTail(&mut *buf)));
+    if let Err(e) = res {
+        buf.truncate(start);
+        return Err(RpcError::Encode(e.to_string()));
+    }
+    let len = buf.len() - start - LEN_PREFIX;
+    match u32::try_from(len) {
+        Ok(len) => {
+            buf[start..start + LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(_) => {
+            buf.truncate(start);
+            Err(RpcError::TooLarge {
+                size: len as u64,
+                limit: u64::from(u32::MAX),
+            })
+        }
+    }
+}
+
+/// Appends a frame with a header and no payload.
+pub(crate) fn encode_bare(buf: &mut Vec<u8>, header: &Header<'_>) {
+    // A header alone always encodes: no user types are involved.
+    let _ = encode_frame(buf, header, &());
+}
+
+/// A postcard flavor that appends to a borrowed `Vec` (so a frame is encoded
+/// in place, behind the bytes already queued).
+struct VecTail<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecTail<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The caller side: `<Type>Client`, a typed stub with one `async fn` per
+//! exposed method.
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::ext::IdentExt;
+
+use super::{arg_name, concrete, return_type};
+use crate::ast::{Method, Service};
+
+/// The stub's name: the type's name followed by `Client`.
+fn client_ident(service: &Service) -> Ident {
+    let ident = service.ident.unraw();
+    format_ident!("{}Client", ident, span = ident.span())
+}
+
+/// `pub struct TypeClient { ... }`.
+pub(super) fn client_struct(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let client = client_ident(service);
+    let doc = format!(
+        " A typed client for a remote `{}` object, exposed as `\"{}\"` by default.",
+        service.ident.unraw(),
+        service.object_name(),
+    );
+    let doc_more = " Each method calls the exposed method of the same Rust name on the \
+                    peer and returns its result, or an `RpcError` when the call does not \
+                    complete. The stub is cheap to clone.";
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[doc = ""]
+        #[doc = #doc_more]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        pub struct #client {
+            __peer: ::rpc_core::__private::Peer,
+            __targets: ::std::sync::Arc<[::std::boxed::Box<::core::primitive::str>]>,
+            __timeout: ::core::option::Option<::core::time::Duration>,
+        }
+    }
+}
+
+/// `impl TypeClient { ... }`: constants, constructors and one method per
+/// exposed method.
+pub(super) fn client_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let client = client_ident(service);
+    let name = service.object_name();
+    let wire_names = service.exposed().map(|m| m.wire_name().0);
+    let methods = service
+        .exposed()
+        .enumerate()
+        .map(|(index, method)| stub_method(index, method, service));
+    let name_doc = format!(" The name the object is exposed under by default: `\"{name}\"`.");
+
+    quote! {
+        #(#cfgs)*
+        impl #client {
+            #[doc = #name_doc]
+            pub const NAME: &'static ::core::primitive::str = #name;
+
+            /// The wire names of the exposed methods (what the remote
+            /// object answers to), in declaration order.
+            pub const METHODS: &'static [&'static ::core::primitive::str] = &[#(#wire_names),*];
+
+            /// A stub for the object exposed under its default name
+            /// ([`NAME`](Self::NAME)) on the other end of `peer`.
+            pub fn new(peer: &::rpc_core::__private::Peer) -> Self {
+                Self::with_name(peer, Self::NAME)
+            }
+
+            /// A stub for the object exposed under `name` on the other end
+            /// of `peer`.
+            pub fn with_name(
+                peer: &::rpc_core::__private::Peer,
+                name: &::core::primitive::str,
+            ) -> Self {
+                Self {
+                    __peer: ::core::clone::Clone::clone(peer),
+                    __targets: ::rpc_core::__private::targets(name, Self::METHODS),
+                    __timeout: ::core::option::Option::None,
+                }
+            }
+
+            /// Gives every call made through this stub a timeout; the
+            /// remote handler sees the deadline too.
+            #[must_use]
+            pub fn with_timeout(mut self, timeout: ::core::time::Duration) -> Self {
+                self.__timeout = ::core::option::Option::Some(timeout);
+                self
+            }
+
+            /// The peer the calls go to.
+            pub fn peer(&self) -> &::rpc_core::__private::Peer {
+                &self.__peer
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+/// One `pub async fn` of the stub.
+fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream {
+    let index = Literal::usize_unsuffixed(index);
+    let ident = method.ident();
+    let docs = &method.docs;
+    let (wire, _) = method.wire_name();
+    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    let calls = format!(
+        " Calls `{wire}` on the remote object; fails with an `RpcError` when the call \
+         does not complete."
+    );
+
+    let mut params = Vec::new();
+    let mut names = Vec::new();
+    for (i, arg) in method.args.iter().enumerate() {
+        if arg.context {
+            continue;
+        }
+        let name = arg_name(arg, i);
+        let ty = concrete(&arg.ty, &service.self_ty);
+        params.push(quote!(#name: #ty));
+        names.push(name);
+    }
+    let ret = return_type(method, &service.self_ty);
+
+    quote! {
+        #(#docs)*
+        #separator
+        #[doc = #calls]
+        pub async fn #ident(
+            &self,
+            #(#params),*
+        ) -> ::core::result::Result<#ret, ::rpc_core::__private::RpcError> {
+            ::rpc_core::__private::call(
+                &self.__peer,
+                &self.__targets[#index],
+                &(#(&#names,)*),
+                self.__timeout,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The server side: `impl Service for Type`, whose `dispatch` matches on the
+//! method index and calls the user's method with the decoded arguments.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::ast::{Method, Service};
+
+/// `impl ::rpc_core::__private::Service for Type { ... }`.
+pub(super) fn service_impl(service: &Service) -> TokenStream {
+    let self_ty = &service.self_ty;
+    let cfgs = &service.cfgs;
+    let name = service.object_name();
+    let wire_names = service.exposed().map(|m| m.wire_name().0);
+    let arms: Vec<TokenStream> = service
+        .exposed()
+        .enumerate()
+        .map(|(index, method)| arm(index, method))
+        .collect();
+    let body = if arms.is_empty() {
+        quote! {
+            let _ = __method;
+            ::rpc_core::__private::Handled::Done(__call.unknown_method())
+        }
+    } else {
+        quote! {
+            match __method {
+                #(#arms)*
+                _ => ::rpc_core::__private::Handled::Done(__call.unknown_method()),
+            }
+        }
+    };
+    let close = service.close_hook().map(close_hook);
+
+    quote! {
+        #(#cfgs)*
+        #[automatically_derived]
+        impl ::rpc_core::__private::Service for #self_ty {
+            fn name() -> &'static ::core::primitive::str {
+                #name
+            }
+
+            fn methods() -> &'static [&'static ::core::primitive::str] {
+                &[#(#wire_names),*]
+            }
+
+            fn dispatch(
+                self: ::std::sync::Arc<Self>,
+                __method: ::core::primitive::usize,
+                __call: ::rpc_core::__private::Incoming,
+            ) -> ::rpc_core::__private::Handled {
+                #body
+            }
+
+            #close
+        }
+    }
+}
+
+/// One arm of the `match`: decode the arguments, call, reply.
+fn arm(index: usize, method: &Method) -> TokenStream {
+    let index = Literal::usize_unsuffixed(index);
+    let ident = method.ident();
+    let names: Vec<_> = (0..method.wire_args().count())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+    let types = method.wire_args().map(|arg| &arg.ty);
+
+    // The call's arguments in declared order, the context in its place.
+    let mut wire = names.iter();
+    let call_args: Vec<TokenStream> = method
+        .args
+        .iter()
+        .map(|arg| match (arg.context, method.is_async()) {
+            (true, true) => quote!(__context),
+            (true, false) => quote!(__call.context()),
+            (false, _) => wire
+                .next()
+                .map_or_else(TokenStream::new, |name| quote!(#name)),
+        })
+        .collect();
+    // Only the path carries the user's span (so that errors about the call
+    // point at the method); locals keep the macro's own span.
+    let path = quote_spanned!(ident.span()=> Self::#ident);
+    let call = quote!(#path(&*self, #(#call_args),*));
+
+    let decode = quote! {
+        let (#(#names,)*) = match __call.args::<(#(#types,)*)>() {
+            ::core::result::Result::Ok(__args) => __args,
+            ::core::result::Result::Err(__error) => {
+                return ::rpc_core::__private::Handled::Done(__call.fail(__error));
+            }
+        };
+    };
+
+    let returns_unit = method.output().is_none();
+    if method.is_async() {
+        let context = method
+            .args
+            .iter()
+            .any(|arg| arg.context)
+            .then(|| quote!(let __context = __call.context();));
+        let run = if returns_unit {
+            quote! {
+                #call.await;
+                __call.reply(&())
+            }
+        } else {
+            quote! {
+                let __ret = #call.await;
+                __call.reply(&__ret)
+            }
+        };
+        let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
+        quote! {
+            #index => {
+                #decode
+                #context
+                #pending(async move {
+                    #run
+                })
+            }
+        }
+    } else {
+        let run = if returns_unit {
+            quote! {
+                #call;
+                ::rpc_core::__private::Handled::Done(__call.reply(&()))
+            }
+        } else {
+            quote! {
+                let __ret = #call;
+                ::rpc_core::__private::Handled::Done(__call.reply(&__ret))
+            }
+        };
+        quote! {
+            #index => {
+                #decode
+                #run
+            }
+        }
+    }
+}
+
+/// `fn close`, calling the user's close hook. The hook runs when the
+/// returned future is first polled, not when `close` is called, so that a
+/// synchronous hook never runs inside the caller's locks.
+fn close_hook(method: &Method) -> TokenStream {
+    let ident = method.ident();
+    let path = quote_spanned!(ident.span()=> Self::#ident);
+    let call = quote!(#path(&*self));
+    let run = if method.is_async() {
+        quote!(#call.await;)
+    } else {
+        quote!(#call;)
+    };
+    quote! {
+        fn close(
+            self: ::std::sync::Arc<Self>,
+        ) -> ::core::pin::Pin<
+            ::std::boxed::Box<
+                dyn ::core::future::Future<Output = ()> + ::core::marker::Send + 'static,
+            >,
+        > {
+            ::std::boxed::Box::pin(async move {
+                #run
+            })
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! [`Address`]: where a server listens or a client dials, written as
+//! `tcp://host:port` or `unix:///path/to/socket`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use rpc_core::RpcError;
+
+/// A transport address.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_transport::Address;
+///
+/// let a: Address = "tcp://127.0.0.1:9099".parse().unwrap();
+/// assert_eq!(a.to_string(), "tcp://127.0.0.1:9099");
+/// let u: Address = "unix:///run/app.sock".parse().unwrap();
+/// assert!(matches!(u, Address::Unix(_)));
+/// let err = "127.0.0.1:9099".parse::<Address>().unwrap_err();
+/// assert!(err.to_string().contains("tcp://host:port"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP `host:port`; the host may be a name, an IPv4 or a bracketed IPv6 address.
+    Tcp(String),
+    /// A Unix-domain socket path.
+    Unix(PathBuf),
+}
+
+const FORMS: &str = "expected `tcp://host:port` or `unix:///path/to/socket`";
+
+impl FromStr for Address {
+    type Err = RpcError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let (host, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| RpcError::BadAddress(format!("`{s}` has no port; {FORMS}")))?;
+            if host.is_empty() {
+                return Err(RpcError::BadAddress(format!("`{s}` has no host; {FORMS}")));
+            }
+            port.parse::<u16>().map_err(|_| {
+                RpcError::BadAddress(format!("`{s}` has an invalid port `{port}`; {FORMS}"))
+            })?;
+            Ok(Address::Tcp(rest.to_string()))
+        } else if let Some(path) = s.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(RpcError::BadAddress(format!("`{s}` has no path; {FORMS}")));
+            }
+            Ok(Address::Unix(PathBuf::from(path)))
+        } else {
+            Err(RpcError::BadAddress(format!("`{s}`: {FORMS}")))
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(hp) => write!(f, "tcp://{hp}"),
+            Address::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// Anything that names an [`Address`]: an `Address`, or a string to parse.
+pub trait ToAddress {
+    /// Converts to an [`Address`].
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::BadAddress`] when a string is not a valid address.
+    fn to_address(&self) -> Result<Address, RpcError>;
+}
+
+impl ToAddress for Address {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        Ok(self.clone())
+    }
+}
+
+impl ToAddress for &Address {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        Ok((*self).clone())
+    }
+}
+
+impl ToAddress for str {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        self.parse()
+    }
+}
+
+impl ToAddress for &str {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        self.parse()
+    }
+}
+
+impl ToAddress for String {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        self.parse()
+    }
+}
+
+impl ToAddress for &String {
+    fn to_address(&self) -> Result<Address, RpcError> {
+        self.parse()
+    }
+}

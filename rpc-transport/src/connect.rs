@@ -1,0 +1,278 @@
+//! [`connect`]: dial an address and get a [`Peer`], optionally one that
+//! reconnects by itself.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::time::Duration;
+
+use rpc_core::{
+    DisconnectReason, Peer, PeerConfig, Registry, RpcError, Service, Side, Status, WeakPeer,
+};
+use tracing::{debug, info, warn};
+
+use crate::address::{Address, ToAddress};
+use crate::stream::dial;
+
+/// Dials `addr` (`tcp://host:port` or `unix:///path`) and returns the
+/// connected [`Peer`] once awaited. Options are set on the returned
+/// [`Connect`] before awaiting it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() -> Result<(), rpc_core::RpcError> {
+/// let peer = rpc_transport::connect("tcp://127.0.0.1:9099")
+///     .secret("s3cret")
+///     .name("worker-7")
+///     .await?;
+/// let n: i64 = peer.call("Calculator.add", &(2i64, 3i64)).await?;
+/// # Ok(()) }
+/// ```
+pub fn connect(addr: impl ToAddress) -> Connect {
+    Connect {
+        addr: addr.to_address(),
+        registry: Registry::new(),
+        config: PeerConfig::default(),
+        reconnect: None,
+    }
+}
+
+/// A connection being set up; await it to get the [`Peer`].
+#[must_use = "a Connect does nothing until awaited"]
+#[derive(Debug)]
+pub struct Connect {
+    addr: Result<Address, RpcError>,
+    registry: Registry,
+    config: PeerConfig,
+    reconnect: Option<Backoff>,
+}
+
+impl Connect {
+    /// Exposes `object` to the server under its default name (for callbacks).
+    pub fn expose<S: Service>(self, object: S) -> Self {
+        self.registry.expose(object);
+        self
+    }
+
+    /// Exposes `object` to the server under `name`.
+    pub fn expose_as<S: Service>(self, name: &str, object: S) -> Self {
+        self.registry.expose_as(name, object);
+        self
+    }
+
+    /// Serves the objects of an existing registry.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: PeerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Authenticates with a shared secret (the server must have the same).
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.config = self.config.secret(secret);
+        self
+    }
+
+    /// Announces an identifier to the server (its handlers see it as
+    /// `CallContext::remote_name`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config = self.config.name(name);
+        self
+    }
+
+    /// The default timeout of calls made through the peer.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.call_timeout(Some(timeout));
+        self
+    }
+
+    /// Reconnects with exponential backoff when the connection is lost.
+    ///
+    /// The first connection must succeed (its error is returned as is).
+    /// While reconnecting, [`Peer::status`] shows [`Status::Reconnecting`]
+    /// and calls fail at once with [`RpcError::NotConnected`]; no call is
+    /// retried. Objects exposed through this `Connect` are served on every
+    /// new connection. Reconnecting stops for good on [`Peer::close`], when
+    /// every handle is dropped, or when the server rejects the shared secret.
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.reconnect = Some(backoff);
+        self
+    }
+
+    async fn run(self) -> Result<Peer, RpcError> {
+        let addr = self.addr?;
+        let (rd, wr) = dial(&addr).await?;
+        let peer = Peer::detached(self.registry, self.config);
+        peer.attach(rd, wr, Side::Connect).await?;
+        if let Some(backoff) = self.reconnect {
+            peer.set_reconnecting(true);
+            tokio::spawn(supervise(peer.downgrade(), addr, backoff));
+        }
+        Ok(peer)
+    }
+}
+
+impl IntoFuture for Connect {
+    type Output = Result<Peer, RpcError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Exponential backoff with jitter, for [`Connect::reconnect`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_transport::Backoff;
+///
+/// let b = Backoff::default().initial(Duration::from_millis(50)).max(Duration::from_secs(2));
+/// assert!(b.delay(0) <= Duration::from_millis(60));
+/// assert!(b.delay(30) <= Duration::from_millis(2400));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    factor: f64,
+    jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            factor: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl Backoff {
+    /// The first delay (default 100 ms).
+    pub fn initial(mut self, d: Duration) -> Self {
+        self.initial = d;
+        self
+    }
+
+    /// The largest delay (default 10 s).
+    pub fn max(mut self, d: Duration) -> Self {
+        self.max = d;
+        self
+    }
+
+    /// The growth factor between attempts (default 2).
+    pub fn factor(mut self, f: f64) -> Self {
+        self.factor = f.max(1.0);
+        self
+    }
+
+    /// The random spread, as a fraction of the delay (default 0.2: ±20 %).
+    pub fn jitter(mut self, j: f64) -> Self {
+        self.jitter = j.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The delay before attempt number `attempt` (0-based), jitter included.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.initial.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
+        let base = base.min(self.max.as_secs_f64());
+        let spread = (random_unit() * 2.0 - 1.0) * self.jitter;
+        Duration::from_secs_f64((base * (1.0 + spread)).max(0.0))
+    }
+}
+
+/// A number in [0, 1) from the standard library's randomly keyed hasher:
+/// good enough to spread reconnect attempts, and no extra dependency.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff) {
+    loop {
+        let closed = match weak.upgrade() {
+            Some(p) => p.closed_owned(),
+            None => return,
+        };
+        let reason = closed.await;
+        let mut attempt = 0u32;
+        loop {
+            let Some(peer) = weak.upgrade() else { return };
+            if *peer.status().borrow() == Status::Closed {
+                return;
+            }
+            drop(peer);
+            let delay = backoff.delay(attempt);
+            debug!(%addr, %reason, ?delay, attempt, "reconnecting");
+            tokio::time::sleep(delay).await;
+            attempt = attempt.saturating_add(1);
+            let Some(peer) = weak.upgrade() else { return };
+            if *peer.status().borrow() == Status::Closed {
+                return;
+            }
+            let stream = dial(&addr).await;
+            let result = match stream {
+                Ok((rd, wr)) => peer.attach(rd, wr, Side::Connect).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    info!(%addr, attempt, "reconnected");
+                    break;
+                }
+                Err(e @ (RpcError::AuthFailed(_) | RpcError::VersionMismatch { .. })) => {
+                    warn!(%addr, error = %e, "giving up reconnecting");
+                    peer.close_with(DisconnectReason::AuthFailed);
+                    return;
+                }
+                Err(e) => debug!(%addr, error = %e, "reconnect attempt failed"),
+            }
+        }
+    }
+}
+
+/// Whether a server answers at `addr` within `timeout`: dials, shakes
+/// hands, pings and closes (Kodi's `server_available()`).
+///
+/// A server that requires a shared secret counts as available even though
+/// this probe does not know it: it answered in the protocol.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() {
+/// use std::time::Duration;
+/// if !rpc_transport::server_available("tcp://127.0.0.1:9099", Duration::from_secs(1)).await {
+///     eprintln!("server is down");
+/// }
+/// # }
+/// ```
+pub async fn server_available(addr: impl ToAddress, timeout: Duration) -> bool {
+    let probe = async {
+        let config = PeerConfig::default()
+            .handshake_timeout(timeout)
+            .heartbeat(None, timeout);
+        match connect(addr).config(config).await {
+            Ok(peer) => {
+                let ok = peer.ping().await.is_ok();
+                peer.close().await;
+                ok
+            }
+            Err(RpcError::AuthFailed(_)) | Err(RpcError::Refused(_)) => true,
+            Err(_) => false,
+        }
+    };
+    tokio::time::timeout(timeout, probe).await.unwrap_or(false)
+}

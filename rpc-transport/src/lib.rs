@@ -1,0 +1,40 @@
+//! TCP and Unix-socket transports for `rpc-core`.
+//!
+//! - [`Address`]: `tcp://host:port` or `unix:///path`;
+//! - [`connect`]: dial and get a [`Peer`](rpc_core::Peer), optionally
+//!   reconnecting with [`Backoff`];
+//! - [`Server`]: bind, accept, serve the exposed objects, report
+//!   connects and disconnects as [`Event`]s, shut down gracefully;
+//! - [`server_available`]: is anyone answering there?
+//!
+//! # Examples
+//!
+//! ```
+//! use rpc_core::{expose, CallContext, RpcError};
+//!
+//! pub struct Calculator;
+//! #[expose]
+//! impl Calculator {
+//!     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), RpcError> {
+//! let server = rpc_transport::Server::builder()
+//!     .expose(Calculator)
+//!     .bind("tcp://127.0.0.1:0")
+//!     .await?;
+//! let peer = rpc_transport::connect(server.local_addr()).await?;
+//! assert_eq!(CalculatorClient::new(&peer).add(2, 3).await?, 5);
+//! # Ok(())
+//! # }
+//! ```
+
+mod address;
+mod connect;
+mod server;
+mod stream;
+
+pub use address::{Address, ToAddress};
+pub use connect::{connect, server_available, Backoff, Connect};
+pub use server::{Event, Events, Server, ServerBuilder};

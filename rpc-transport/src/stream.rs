@@ -1,0 +1,116 @@
+//! Dialing and accepting sockets, split into owned halves.
+
+use std::path::Path;
+
+use rpc_core::RpcError;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::address::Address;
+
+/// The read half of a socket.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half of a socket.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+fn halves_tcp(s: TcpStream) -> (ReadHalf, WriteHalf) {
+    // Small calls must not wait for Nagle's algorithm.
+    let _ = s.set_nodelay(true);
+    let (r, w) = s.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+fn halves_unix(s: UnixStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = s.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+/// Opens a stream to `addr`.
+pub(crate) async fn dial(addr: &Address) -> Result<(ReadHalf, WriteHalf), RpcError> {
+    match addr {
+        Address::Tcp(hp) => {
+            let s = TcpStream::connect(hp.as_str())
+                .await
+                .map_err(|e| RpcError::Io(format!("connecting to tcp://{hp}: {e}")))?;
+            Ok(halves_tcp(s))
+        }
+        Address::Unix(p) => {
+            let s = UnixStream::connect(p)
+                .await
+                .map_err(|e| RpcError::Io(format!("connecting to unix://{}: {e}", p.display())))?;
+            Ok(halves_unix(s))
+        }
+    }
+}
+
+/// A bound listener.
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds `addr`; returns the listener and the address actually bound
+    /// (with the real port when port 0 was asked for).
+    pub(crate) async fn bind(addr: &Address) -> Result<(Listener, Address), RpcError> {
+        match addr {
+            Address::Tcp(hp) => {
+                let l = TcpListener::bind(hp.as_str())
+                    .await
+                    .map_err(|e| RpcError::Io(format!("binding tcp://{hp}: {e}")))?;
+                let local = l.local_addr()?;
+                Ok((Listener::Tcp(l), Address::Tcp(local.to_string())))
+            }
+            Address::Unix(p) => {
+                remove_stale_socket(p).await?;
+                let l = UnixListener::bind(p)
+                    .map_err(|e| RpcError::Io(format!("binding unix://{}: {e}", p.display())))?;
+                Ok((Listener::Unix(l), addr.clone()))
+            }
+        }
+    }
+
+    /// Accepts the next connection; returns its halves and a printable
+    /// description of the remote.
+    pub(crate) async fn accept(&self) -> std::io::Result<(ReadHalf, WriteHalf, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, remote) = l.accept().await?;
+                let (r, w) = halves_tcp(s);
+                Ok((r, w, remote.to_string()))
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                let (r, w) = halves_unix(s);
+                Ok((r, w, "unix peer".to_string()))
+            }
+        }
+    }
+}
+
+/// A socket file left by a dead server is removed; one with a live server
+/// behind it is reported as in use.
+async fn remove_stale_socket(path: &Path) -> Result<(), RpcError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match UnixStream::connect(path).await {
+        Ok(_) => Err(RpcError::Io(format!(
+            "address in use: a server is listening on unix://{}",
+            path.display()
+        ))),
+        Err(_) => {
+            use std::os::unix::fs::FileTypeExt;
+            let meta = std::fs::symlink_metadata(path)?;
+            if !meta.file_type().is_socket() {
+                return Err(RpcError::Io(format!(
+                    "unix://{} exists and is not a socket; refusing to remove it",
+                    path.display()
+                )));
+            }
+            tracing::debug!(path = %path.display(), "removing stale socket file");
+            std::fs::remove_file(path)?;
+            Ok(())
+        }
+    }
+}

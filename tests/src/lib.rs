@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests: both transports, a deadline on
+//! every test, and log output when `RUST_LOG` is set.
+
+pub mod fixtures;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A fresh listening address of each kind: TCP on an ephemeral loopback
+/// port, and a Unix socket in a new temporary directory (kept alive by the
+/// returned guard).
+pub fn addresses() -> Vec<(String, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unix = format!("unix://{}", dir.path().join("rpc.sock").display());
+    vec![("tcp://127.0.0.1:0".to_string(), None), (unix, Some(dir))]
+}
+
+/// Runs `f` with a deadline, failing the test if it does not finish.
+pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("test did not finish within {secs} s"),
+    }
+}
+
+/// Installs a log subscriber once, filtered by `RUST_LOG` (silent by default).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
