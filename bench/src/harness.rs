@@ -89,8 +89,6 @@ pub(crate) trait Client: Clone + Send + Sync + 'static {
 pub(crate) trait Backend {
     /// Its name in tables and on the command line.
     const NAME: &'static str;
-    /// Whether it is compiled in (a stub reports `false` and is skipped).
-    const AVAILABLE: bool = true;
     /// Its client connection.
     type Client: Client;
 

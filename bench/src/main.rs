@@ -59,7 +59,7 @@ enum Impl {
     Tarpc,
     /// The hand-written minimal multiplexed protocol.
     Floor,
-    /// This framework (needs the `ours` feature).
+    /// This framework.
     Ours,
 }
 
@@ -70,15 +70,6 @@ impl Impl {
             Impl::Tarpc => <tarpc_impl::Tarpc as harness::Backend>::NAME,
             Impl::Floor => <floor::Floor as harness::Backend>::NAME,
             Impl::Ours => <ours::Ours as harness::Backend>::NAME,
-        }
-    }
-
-    /// Whether it is compiled in.
-    fn available(self) -> bool {
-        match self {
-            Impl::Tarpc => <tarpc_impl::Tarpc as harness::Backend>::AVAILABLE,
-            Impl::Floor => <floor::Floor as harness::Backend>::AVAILABLE,
-            Impl::Ours => <ours::Ours as harness::Backend>::AVAILABLE,
         }
     }
 
@@ -228,8 +219,7 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
             }
         }
     }
-    let runnable = args.impls.iter().filter(|i| i.available()).count();
-    let runs = plan.len() * args.transports.len() * runnable;
+    let runs = plan.len() * args.transports.len() * args.impls.len();
     let per_run = cfg.warmup + cfg.duration + Duration::from_millis(100);
     println!(
         "rpc-bench: {} run(s) of {:.1} s + {:.1} s warm-up, {} runtime thread(s) per side, ~{:.0} s",
@@ -239,15 +229,6 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
         cfg.threads,
         (per_run * u32::try_from(runs).unwrap_or(u32::MAX)).as_secs_f64()
     );
-    for imp in &args.impls {
-        if !imp.available() {
-            println!(
-                "note: {} is not built in (enable the `ours` feature); skipped",
-                imp.name()
-            );
-        }
-    }
-
     let mut ok = true;
     let mut groups = Vec::new();
     for &(scenario, pinned) in &plan {
@@ -259,14 +240,10 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
             };
             let mut rows = Vec::new();
             for &imp in &args.impls {
-                let outcome = if imp.available() {
-                    imp.run_case(scenario, transport, cfg).map_err(|e| {
-                        ok = false;
-                        format!("failed: {e}")
-                    })
-                } else {
-                    Err("not built (enable the `ours` feature)".to_owned())
-                };
+                let outcome = imp.run_case(scenario, transport, cfg).map_err(|e| {
+                    ok = false;
+                    format!("failed: {e}")
+                });
                 rows.push(Row {
                     imp: imp.name(),
                     outcome,
@@ -300,11 +277,6 @@ fn idle_mem(args: &IdleArgs) -> Result<bool, BoxError> {
     }
     let mut ok = true;
     for &imp in &args.impls {
-        if !imp.available() {
-            println!("{}: not built (enable the `ours` feature)", imp.name());
-            ok = false;
-            continue;
-        }
         match imp.idle_mem(args.transport, args.conns, args.threads.max(1)) {
             Ok(m) => {
                 let per = |kib: u64| kib.saturating_sub(m.base_kib) as f64 / m.conns.max(1) as f64;

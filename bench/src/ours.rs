@@ -1,126 +1,75 @@
 //! This framework (`rpc-core` + `rpc-transport`), as a user would write it:
 //! an `#[expose]`d impl block, `Server::builder().expose(..).bind(..)` and
 //! `connect(..)` with the generated typed client.
-//!
-//! Built only with the cargo feature `ours`; without it, [`Ours`] reports
-//! itself unavailable and the harness skips it.
 
-#[cfg(feature = "ours")]
-pub(crate) use real::Ours;
-#[cfg(not(feature = "ours"))]
-pub(crate) use stub::Ours;
+// `#[expose]` exposes `pub fn`s, and the generated client is `pub`; in
+// this binary crate none of that is reachable from outside.
+#![allow(unreachable_pub)]
 
-#[cfg(feature = "ours")]
-mod real {
-    // `#[expose]` exposes `pub fn`s, and the generated client is `pub`; in
-    // this binary crate none of that is reachable from outside.
-    #![allow(unreachable_pub)]
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
-    use futures::future::BoxFuture;
-    use futures::FutureExt;
+use crate::harness::{Backend, BoxError, Client, Endpoint};
 
-    use crate::harness::{Backend, BoxError, Client, Endpoint};
+/// The benchmark service.
+pub struct Bench;
 
-    /// The benchmark service.
-    pub struct Bench;
-
-    #[rpc_core::expose]
-    impl Bench {
-        /// Returns `a + b` (wrapping).
-        pub fn add(&self, a: i32, b: i32) -> i32 {
-            a.wrapping_add(b)
-        }
-
-        /// Returns `data` unchanged.
-        pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
-            data
-        }
+#[rpc_core::expose]
+impl Bench {
+    /// Returns `a + b` (wrapping).
+    pub fn add(&self, a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
     }
 
-    /// This framework, as a [`Backend`].
-    pub(crate) struct Ours;
-
-    /// A connection of this framework. Clones share the connection.
-    #[derive(Clone)]
-    pub(crate) struct OursClient {
-        /// The connected peer; a typed stub is made from it per call, which
-        /// is how a user holding a `Peer` would call.
-        peer: rpc_core::Peer,
-    }
-
-    impl Client for OursClient {
-        async fn add(&self, a: i32, b: i32) -> Result<i32, BoxError> {
-            Ok(BenchClient::new(&self.peer).add(a, b).await?)
-        }
-
-        async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, BoxError> {
-            Ok(BenchClient::new(&self.peer).echo(data).await?)
-        }
-    }
-
-    impl Backend for Ours {
-        const NAME: &'static str = "ours";
-        type Client = OursClient;
-
-        async fn bind(listen: &Endpoint) -> Result<(Endpoint, BoxFuture<'static, ()>), BoxError> {
-            let server = rpc_transport::Server::builder()
-                .expose(Bench)
-                .bind(listen.to_string().as_str())
-                .await?;
-            let local: Endpoint = server.local_addr().to_string().parse()?;
-            // The server accepts in its own tasks; keep it alive for as long
-            // as the process serves.
-            let hold = async move {
-                let _server = server;
-                std::future::pending::<()>().await
-            };
-            Ok((local, hold.boxed()))
-        }
-
-        async fn connect(addr: &Endpoint) -> Result<OursClient, BoxError> {
-            let peer = rpc_transport::connect(addr.to_string().as_str()).await?;
-            Ok(OursClient { peer })
-        }
+    /// Returns `data` unchanged.
+    pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
     }
 }
 
-#[cfg(not(feature = "ours"))]
-mod stub {
-    use futures::future::BoxFuture;
+/// This framework, as a [`Backend`].
+pub(crate) struct Ours;
 
-    use crate::harness::{Backend, BoxError, Client, Endpoint};
+/// A connection of this framework. Clones share the connection.
+#[derive(Clone)]
+pub(crate) struct OursClient {
+    /// The generated typed stub over the connected peer.
+    stub: BenchClient,
+}
 
-    /// Message of every operation of the stub.
-    const NOT_BUILT: &str = "`ours` not built: run with `--features ours`";
-
-    /// Stand-in for this framework when the `ours` feature is off.
-    pub(crate) struct Ours;
-
-    /// Never constructed: the stub cannot connect.
-    #[derive(Clone)]
-    pub(crate) enum NoClient {}
-
-    impl Client for NoClient {
-        async fn add(&self, _a: i32, _b: i32) -> Result<i32, BoxError> {
-            match *self {}
-        }
-
-        async fn echo(&self, _data: Vec<u8>) -> Result<Vec<u8>, BoxError> {
-            match *self {}
-        }
+impl Client for OursClient {
+    async fn add(&self, a: i32, b: i32) -> Result<i32, BoxError> {
+        Ok(self.stub.add(a, b).await?)
     }
 
-    impl Backend for Ours {
-        const NAME: &'static str = "ours";
-        const AVAILABLE: bool = false;
-        type Client = NoClient;
+    async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, BoxError> {
+        Ok(self.stub.echo(data).await?)
+    }
+}
 
-        async fn bind(_listen: &Endpoint) -> Result<(Endpoint, BoxFuture<'static, ()>), BoxError> {
-            Err(NOT_BUILT.into())
-        }
+impl Backend for Ours {
+    const NAME: &'static str = "ours";
+    type Client = OursClient;
 
-        async fn connect(_addr: &Endpoint) -> Result<NoClient, BoxError> {
-            Err(NOT_BUILT.into())
-        }
+    async fn bind(listen: &Endpoint) -> Result<(Endpoint, BoxFuture<'static, ()>), BoxError> {
+        let server = rpc_transport::Server::builder()
+            .expose(Bench)
+            .bind(listen.to_string().as_str())
+            .await?;
+        let local: Endpoint = server.local_addr().to_string().parse()?;
+        // The server accepts in its own tasks; keep it alive for as long
+        // as the process serves.
+        let hold = async move {
+            let _server = server;
+            std::future::pending::<()>().await
+        };
+        Ok((local, hold.boxed()))
+    }
+
+    async fn connect(addr: &Endpoint) -> Result<OursClient, BoxError> {
+        let peer = rpc_transport::connect(addr.to_string().as_str()).await?;
+        Ok(OursClient {
+            stub: BenchClient::new(&peer),
+        })
     }
 }

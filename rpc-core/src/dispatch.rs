@@ -106,8 +106,8 @@ pub struct Incoming {
     /// `None` for a notification: the answer is dropped.
     pub(crate) id: Option<u64>,
     pub(crate) args: Bytes,
-    pub(crate) object: Arc<str>,
-    pub(crate) method: &'static str,
+    /// What is called: the object, the method's index and name.
+    pub(crate) target: Arc<Target>,
     pub(crate) deadline: Option<Instant>,
     /// Still counted in the connection's calls in flight.
     pub(crate) counted: bool,
@@ -124,8 +124,8 @@ impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
             .field("id", &self.id)
-            .field("object", &self.object)
-            .field("method", &self.method)
+            .field("object", &self.target.object)
+            .field("method", &self.target.method)
             .finish_non_exhaustive()
     }
 }
@@ -142,12 +142,12 @@ impl Incoming {
             Ok((_, rest)) => Err(RpcError::BadArguments(format!(
                 "{} trailing bytes after the arguments of `{}.{}`",
                 rest.len(),
-                self.object,
-                self.method
+                self.target.object,
+                self.target.method
             ))),
             Err(e) => Err(RpcError::BadArguments(format!(
                 "arguments of `{}.{}` do not match its parameters: {e}",
-                self.object, self.method
+                self.target.object, self.target.method
             ))),
         }
     }
@@ -159,8 +159,8 @@ impl Incoming {
             peer: self.peer.upgrade_or_detached(&self.conn),
             connection_id: self.conn.info.connection_id,
             remote_name: self.conn.info.remote_name.clone(),
-            object: self.object.clone(),
-            method: self.method,
+            object: self.target.object.clone(),
+            method: self.target.method,
             request_id: self.id,
             deadline: self.deadline,
         }
@@ -168,7 +168,7 @@ impl Incoming {
 
     /// The name of the method being called.
     pub fn method(&self) -> &'static str {
-        self.method
+        self.target.method
     }
 
     /// Whether this is a one-way notification (no answer is sent).
@@ -209,23 +209,36 @@ impl Incoming {
     /// implementations given an index they do not know.
     pub fn unknown_method(self) -> Replied {
         let e = RpcError::UnknownMethod {
-            object: self.object.to_string(),
-            method: self.method.to_string(),
+            object: self.target.object.to_string(),
+            method: self.target.method.to_string(),
         };
         self.fail(e)
     }
 }
 
-struct Entry {
-    service: Arc<dyn Service>,
-    index: usize,
-    object: Arc<str>,
-    method: &'static str,
+/// Hashes a call's target name with FNV-1a: a fraction of SipHash's cost on
+/// these short keys. Safe from flooding because the remote only looks keys
+/// up; it never inserts any.
+#[derive(Default)]
+struct TargetHasher(u64);
+
+impl std::hash::Hasher for TargetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 #[derive(Default)]
 struct Table {
-    targets: HashMap<Box<str>, Entry>,
+    targets: HashMap<Box<str>, Arc<Target>, std::hash::BuildHasherDefault<TargetHasher>>,
     objects: HashMap<Arc<str>, ObjectEntry>,
 }
 
@@ -268,6 +281,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// One callable method of one exposed object.
 pub(crate) struct Target {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) index: usize,
@@ -302,12 +316,12 @@ impl Registry {
         for (index, method) in S::methods().iter().enumerate() {
             t.targets.insert(
                 format!("{name}.{method}").into_boxed_str(),
-                Entry {
+                Arc::new(Target {
                     service: service.clone(),
                     index,
                     object: name.clone(),
                     method,
-                },
+                }),
             );
         }
         t.objects.insert(
@@ -339,15 +353,10 @@ impl Registry {
         t.objects.get(name).map(|o| o.methods)
     }
 
-    pub(crate) fn lookup(&self, target: &str) -> Result<Target, RpcError> {
+    pub(crate) fn lookup(&self, target: &str) -> Result<Arc<Target>, RpcError> {
         let t = self.table.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = t.targets.get(target) {
-            return Ok(Target {
-                service: e.service.clone(),
-                index: e.index,
-                object: e.object.clone(),
-                method: e.method,
-            });
+        if let Some(found) = t.targets.get(target) {
+            return Ok(found.clone());
         }
         let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
         if t.objects.contains_key(object) {

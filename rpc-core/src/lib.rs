@@ -62,6 +62,7 @@ mod dispatch;
 mod error;
 mod handshake;
 mod peer;
+mod slots;
 pub mod wire;
 
 #[doc(hidden)]

@@ -6,8 +6,9 @@
 //!   replies keep flowing while handlers run, and a handler that calls back
 //!   into its caller cannot deadlock the connection;
 //! - the **dispatcher** runs each incoming call's handler: synchronous methods
-//!   to completion, asynchronous ones polled once and moved to a task of their
-//!   own if they are not finished;
+//!   to completion, asynchronous ones in a task of their own (so a handler
+//!   that waits, for example on a call back into its caller, holds up
+//!   nothing else);
 //! - the **writer** owns the write half and writes everything queued since its
 //!   last wake-up in one `write` (coalescing);
 //! - the **heartbeat** pings an idle connection and drops a silent one.
@@ -32,7 +33,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::FrameReader;
@@ -40,6 +41,7 @@ use crate::config::PeerConfig;
 use crate::dispatch::{Handled, HandlerFuture, Incoming, Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, Negotiated, Role};
+use crate::slots::Slots;
 use crate::wire::{
     decode_header, encode_bare, encode_frame, Header, HANDSHAKE_MAX_FRAME, LEN_PREFIX,
 };
@@ -391,24 +393,28 @@ impl Peer {
         A: Serialize + ?Sized,
     {
         let conn = self.current()?;
-        let span = tracing::debug_span!(
-            "rpc.call",
-            otel.kind = "client",
-            rpc.service = tracing::field::Empty,
-            rpc.method = tracing::field::Empty,
-            rpc.request_id = tracing::field::Empty,
-        );
-        if !span.is_disabled() {
+        // No span at all unless DEBUG is enabled somewhere: a call costs
+        // nothing in tracing when nobody listens.
+        let span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| {
             let (service, method) = target.rsplit_once('.').unwrap_or((target, ""));
-            span.record("rpc.service", service);
-            span.record("rpc.method", method);
-        }
+            tracing::debug_span!(
+                "rpc.call",
+                otel.kind = "client",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.request_id = tracing::field::Empty,
+            )
+        });
         let work = async {
-            let payload = conn.call_raw(target, args, timeout, &span).await?;
+            let payload = conn.call_raw(target, args, timeout, span.as_ref()).await?;
+            trace!(bytes = payload.len(), "reply received");
             postcard::from_bytes::<R>(&payload)
                 .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {e}")))
         };
-        work.instrument(span.clone()).await
+        match span.clone() {
+            Some(span) => work.instrument(span).await,
+            None => work.await,
+        }
     }
 
     /// Sends a one-way call: no reply, no error from the remote handler.
@@ -564,8 +570,32 @@ pub(crate) struct ConnInfo {
 
 type ReplyTx = oneshot::Sender<Result<Bytes, RpcError>>;
 
+/// Hashes a call id with one multiplication (Fibonacci hashing spreads
+/// sequential ids over the high bits the table probes with). Only for the
+/// pending table, whose keys this side picks, never the remote.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Pending {
-    calls: HashMap<u64, ReplyTx>,
+    calls: IdMap<ReplyTx>,
     closed: Option<DisconnectReason>,
 }
 
@@ -577,7 +607,7 @@ pub(crate) struct Conn {
     pub(crate) inflight: AtomicU32,
     max_in_flight: u32,
     next_id: AtomicU64,
-    permits: Semaphore,
+    slots: Slots,
     remote_max_frame: usize,
     closed: watch::Sender<Option<DisconnectReason>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
@@ -638,13 +668,6 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// An incoming call handed from the reader to the dispatcher.
-struct Job {
-    service: Arc<dyn Service>,
-    index: usize,
-    incoming: Incoming,
-}
-
 impl Conn {
     fn new(n: Negotiated, config: &PeerConfig, life: Arc<Lifecycle>) -> Arc<Conn> {
         Arc::new(Conn {
@@ -661,14 +684,14 @@ impl Conn {
                 space: Notify::new(),
             },
             pending: Mutex::new(Pending {
-                calls: HashMap::new(),
+                calls: IdMap::default(),
                 closed: None,
             }),
             running: Mutex::new(HashMap::new()),
             inflight: AtomicU32::new(0),
             max_in_flight: config.max_in_flight,
             next_id: AtomicU64::new(1),
-            permits: Semaphore::new(n.remote_max_in_flight as usize),
+            slots: Slots::new(n.remote_max_in_flight),
             remote_max_frame: n.remote_max_frame as usize,
             closed: watch::Sender::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -691,7 +714,7 @@ impl Conn {
         conn.closed.send_replace(Some(DisconnectReason::Closed));
         lock(&conn.pending).closed = Some(DisconnectReason::Closed);
         lock(&conn.out.state).closing = true;
-        conn.permits.close();
+        conn.slots.close();
         conn
     }
 
@@ -787,7 +810,7 @@ impl Conn {
         }
         self.out.wake.notify_one();
         self.out.space.notify_waiters();
-        self.permits.close();
+        self.slots.close();
         let calls = {
             let mut p = lock(&self.pending);
             p.closed = Some(reason.clone());
@@ -939,7 +962,7 @@ impl Conn {
         mut reader: FrameReader<R>,
         peer: WeakPeer,
         registry: Registry,
-        jobs: mpsc::UnboundedSender<Job>,
+        jobs: mpsc::UnboundedSender<Incoming>,
     ) {
         let reason = 'outer: loop {
             loop {
@@ -974,7 +997,7 @@ impl Conn {
         frame: Bytes,
         peer: &WeakPeer,
         registry: &Registry,
-        jobs: &mpsc::UnboundedSender<Job>,
+        jobs: &mpsc::UnboundedSender<Incoming>,
     ) -> Result<(), DisconnectReason> {
         let (header, payload) =
             decode_header(&frame).map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
@@ -1035,7 +1058,7 @@ impl Conn {
         args: Bytes,
         peer: &WeakPeer,
         registry: &Registry,
-        jobs: &mpsc::UnboundedSender<Job>,
+        jobs: &mpsc::UnboundedSender<Incoming>,
     ) {
         let busy = self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight;
         let target = if busy {
@@ -1045,7 +1068,7 @@ impl Conn {
         } else {
             registry.lookup(target)
         };
-        let t = match target {
+        let target = match target {
             Ok(t) => t,
             Err(e) => {
                 self.finish_call();
@@ -1062,18 +1085,12 @@ impl Conn {
             peer: peer.clone(),
             id,
             args,
-            object: t.object,
-            method: t.method,
+            target,
             deadline,
             counted: true,
         };
-        let job = Job {
-            service: t.service,
-            index: t.index,
-            incoming,
-        };
-        // If the dispatcher is gone the job is dropped, which releases it.
-        let _ = jobs.send(job);
+        // If the dispatcher is gone the call is dropped, which releases it.
+        let _ = jobs.send(incoming);
     }
 
     pub(crate) fn finish_call(&self) {
@@ -1082,30 +1099,34 @@ impl Conn {
 
     // --- dispatch ---------------------------------------------------------
 
-    async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            self.run(job);
+    async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Incoming>) {
+        while let Some(call) = jobs.recv().await {
+            self.run(call);
         }
     }
 
-    fn run(self: &Arc<Self>, job: Job) {
-        let Job {
-            service,
-            index,
-            incoming,
-        } = job;
+    fn run(self: &Arc<Self>, incoming: Incoming) {
+        let service = incoming.target.service.clone();
+        let index = incoming.target.index;
         let id = incoming.id;
         let deadline = incoming.deadline;
-        let span = tracing::debug_span!(
-            "rpc.serve",
-            otel.kind = "server",
-            rpc.service = %incoming.object,
-            rpc.method = incoming.method,
-            rpc.request_id = id,
-        );
-        let entered = span.enter();
-        let res = std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(index, incoming)));
-        drop(entered);
+        let span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| {
+            tracing::debug_span!(
+                "rpc.serve",
+                otel.kind = "server",
+                rpc.service = &*incoming.target.object,
+                rpc.method = incoming.target.method,
+                rpc.request_id = id,
+            )
+        });
+        let dispatch = AssertUnwindSafe(|| service.dispatch(index, incoming));
+        let res = match &span {
+            Some(span) => span.in_scope(|| {
+                trace!("call dispatched");
+                std::panic::catch_unwind(dispatch)
+            }),
+            None => std::panic::catch_unwind(dispatch),
+        };
         match res {
             Ok(Handled::Done(_)) => {}
             Ok(Handled::Pending(fut)) => self.spawn_handler(id, deadline, fut, span),
@@ -1124,7 +1145,7 @@ impl Conn {
         id: Option<u64>,
         deadline: Option<Instant>,
         fut: HandlerFuture,
-        span: tracing::Span,
+        span: Option<tracing::Span>,
     ) {
         let (abort, registration) = AbortHandle::new_pair();
         if let Some(id) = id {
@@ -1152,7 +1173,10 @@ impl Conn {
                 lock(&conn.running).remove(&id);
             }
         };
-        tokio::spawn(task.instrument(span));
+        match span {
+            Some(span) => tokio::spawn(task.instrument(span)),
+            None => tokio::spawn(task),
+        };
     }
 
     // --- calls out ----------------------------------------------------------
@@ -1173,18 +1197,17 @@ impl Conn {
         target: &str,
         args: &A,
         timeout: Option<Duration>,
-        span: &tracing::Span,
+        span: Option<&tracing::Span>,
     ) -> Result<Bytes, RpcError> {
-        let _permit = match self.permits.try_acquire() {
-            Ok(p) => p,
-            Err(_) => self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| self.closed_error())?,
-        };
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .ok_or_else(|| self.closed_error())?;
         let (id, rx) = self.register()?;
-        span.record("rpc.request_id", id);
+        if let Some(span) = span {
+            span.record("rpc.request_id", id);
+        }
         let mut guard = PendingGuard {
             conn: self,
             id,

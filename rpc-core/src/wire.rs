@@ -187,16 +187,21 @@ struct VecTail<'a>(&'a mut Vec<u8>);
 impl postcard::ser_flavors::Flavor for VecTail<'_> {
     type Output = ();
 
+    // Inlined so that encoding a `Vec<u8>`, which serde does byte by byte,
+    // compiles to plain pushes in the caller's crate instead of a call per byte.
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
         Ok(())
     }
 
+    #[inline]
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }

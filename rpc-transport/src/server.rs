@@ -212,14 +212,18 @@ impl Server {
         &self.inner.registry
     }
 
-    /// The connected peer with this connection id.
+    /// The peer with this connection id: connected, or in its handshake.
     pub fn peer(&self, connection_id: u64) -> Option<Peer> {
         lock(&self.inner.peers).get(&connection_id).cloned()
     }
 
-    /// All connected peers.
+    /// All connected peers (not those still in their handshake).
     pub fn peers(&self) -> Vec<Peer> {
-        let mut v: Vec<Peer> = lock(&self.inner.peers).values().cloned().collect();
+        let mut v: Vec<Peer> = lock(&self.inner.peers)
+            .values()
+            .filter(|p| p.is_connected())
+            .cloned()
+            .collect();
         v.sort_by_key(Peer::connection_id);
         v
     }
@@ -297,24 +301,24 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
             return;
         }
     }
-    let side = Side::Accept { connection_id: id };
-    let peer =
-        match Peer::establish(rd, wr, inner.registry.clone(), inner.config.clone(), side).await {
-            Ok(p) => p,
-            Err(e) => {
-                let reason = match &e {
-                    RpcError::AuthFailed(_) => DisconnectReason::AuthFailed,
-                    RpcError::Timeout => DisconnectReason::Protocol("handshake timed out".into()),
-                    RpcError::Io(m) => DisconnectReason::Io(m.clone()),
-                    other => DisconnectReason::Protocol(other.to_string()),
-                };
-                warn!(error = %e, "handshake failed");
-                let _ = inner.events.send(Event::Disconnected { id, reason });
-                return;
-            }
-        };
-    debug!(remote_name = ?peer.remote_name(), "client connected");
+    // The peer is listed before its connection starts serving, so that a
+    // handler of the client's very first call finds it with `server.peer(id)`.
+    let peer = Peer::detached(inner.registry.clone(), inner.config.clone());
     lock(&inner.peers).insert(id, peer.clone());
+    let side = Side::Accept { connection_id: id };
+    if let Err(e) = peer.attach(rd, wr, side).await {
+        lock(&inner.peers).remove(&id);
+        let reason = match &e {
+            RpcError::AuthFailed(_) => DisconnectReason::AuthFailed,
+            RpcError::Timeout => DisconnectReason::Protocol("handshake timed out".into()),
+            RpcError::Io(m) => DisconnectReason::Io(m.clone()),
+            other => DisconnectReason::Protocol(other.to_string()),
+        };
+        warn!(error = %e, "handshake failed");
+        let _ = inner.events.send(Event::Disconnected { id, reason });
+        return;
+    }
+    debug!(remote_name = ?peer.remote_name(), "client connected");
     let closed = peer.closed_owned();
     let _ = inner.events.send(Event::Connected(peer));
     let reason = closed.await;

@@ -1,0 +1,109 @@
+//! A client of the `echo_server` example: a typed call, a typed application
+//! error re-raised on this side, a call with a timeout, and a dynamic call by
+//! name. `--probe` only checks whether a server answers.
+//!
+//! It needs the echo server running: start it first with
+//! `cargo run -p rpc-examples --bin echo_server`, then run
+//! `cargo run -p rpc-examples --bin echo_client` (with the same `--port`,
+//! `--unix` or `--secret` flags as the server, if any).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rpc_core::RpcError;
+use rpc_examples::echo::{EchoClient, EchoError};
+use rpc_transport::Address;
+
+#[derive(Parser)]
+#[command(about = "Calls the echo server")]
+struct Args {
+    /// The server's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The server's TCP port.
+    #[arg(long, default_value_t = 9099)]
+    port: u16,
+    /// Connect to this Unix socket instead of TCP.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<PathBuf>,
+    /// The shared secret the server requires.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Only check whether a server answers at the address.
+    #[arg(long)]
+    probe: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let addr = match &args.unix {
+        Some(path) => Address::Unix(path.clone()),
+        None => Address::Tcp(format!("{}:{}", args.host, args.port)),
+    };
+
+    if args.probe {
+        let up = rpc_transport::server_available(&addr, Duration::from_secs(2)).await;
+        println!("{addr}: {}", if up { "available" } else { "not available" });
+        return if up {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match run(&addr, args.secret.as_deref()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_connection_error() => {
+            eprintln!("error: {e} (is echo_server running at {addr}?)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(addr: &Address, secret: Option<&str>) -> Result<(), RpcError> {
+    let mut connect = rpc_transport::connect(addr).name("echo_client");
+    if let Some(secret) = secret {
+        connect = connect.secret(secret);
+    }
+    let peer = connect.await?;
+    println!("connected to {addr} as connection {}", peer.connection_id());
+    let echo = EchoClient::new(&peer);
+
+    // A typed call.
+    let reply = echo.echo("hello, echo".into()).await?;
+    println!("echo(\"hello, echo\") -> {reply:?}");
+
+    // The outer `Result` is the RPC's, the inner one the method's own.
+    match echo.error("something went wrong".into()).await? {
+        Ok(()) => println!("error(..) unexpectedly succeeded"),
+        Err(EchoError::Requested(message)) => {
+            println!("error(..) raised EchoError::Requested({message:?})")
+        }
+    }
+
+    // The timeout travels with the call: the server stops waiting too.
+    let impatient = echo.clone().with_timeout(Duration::from_millis(100));
+    println!(
+        "slow(50) with a 100 ms timeout -> {:?}",
+        impatient.slow(50).await
+    );
+    println!(
+        "slow(500) with a 100 ms timeout -> {:?}",
+        impatient.slow(500).await
+    );
+
+    // A dynamic call by name: the arguments are a tuple of the parameters.
+    let reply: String = peer.call("Echo.echo", &("called by name",)).await?;
+    println!("peer.call(\"Echo.echo\", ..) -> {reply:?}");
+    let missing = peer.call::<String, _>("Echo.shout", &("hi",)).await;
+    println!("peer.call(\"Echo.shout\", ..) -> {missing:?}");
+
+    peer.close().await;
+    Ok(())
+}
