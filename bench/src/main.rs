@@ -9,7 +9,7 @@
 //! cargo run --release -p rpc-bench -- idle-mem --impl ours --conns 10000
 //! ```
 //!
-//! See `bench/README.md` for what is measured and how to read the tables.
+//! See `docs/performance.md` for what is measured and how to read the tables.
 
 mod floor;
 mod harness;

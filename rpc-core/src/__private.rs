@@ -20,7 +20,8 @@ pub fn targets(object: &str, methods: &[&str]) -> Arc<[Box<str>]> {
         .collect()
 }
 
-/// Makes a call on behalf of a generated stub.
+/// Makes a call on behalf of a generated stub: with the stub's timeout, or
+/// else the peer's default.
 pub async fn call<A, R>(
     peer: &Peer,
     target: &str,
@@ -31,6 +32,7 @@ where
     A: Serialize + ?Sized,
     R: DeserializeOwned,
 {
+    let timeout = timeout.or(peer.config().default_call_timeout());
     peer.call_inner(target, args, timeout).await
 }
 

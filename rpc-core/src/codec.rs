@@ -7,8 +7,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::error::RpcError;
 use crate::wire::LEN_PREFIX;
 
-/// How much the read buffer grows by when it is full.
-const READ_CHUNK: usize = 8 * 1024;
+/// The smallest and largest amount the read buffer grows by when it is
+/// full. An idle connection waits with the smallest (memory per idle
+/// connection is a measured target); a busy one doubles its chunk each time
+/// a read fills it, so bulk traffic is read in few syscalls.
+const MIN_READ_CHUNK: usize = 1024;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// A read buffer larger than this is released once it is empty again, so an
 /// idle connection does not keep the memory of its largest message.
 const KEEP_CAPACITY: usize = 64 * 1024;
@@ -34,6 +38,7 @@ pub struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: u32,
+    chunk: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -43,6 +48,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             io,
             buf: BytesMut::new(),
             max_frame,
+            chunk: MIN_READ_CHUNK,
         }
     }
 
@@ -92,9 +98,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buf = BytesMut::new();
         }
         if self.buf.capacity() == self.buf.len() {
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(self.chunk);
         }
+        let room = self.buf.capacity() - self.buf.len();
         let n = self.io.read_buf(&mut self.buf).await?;
+        if n == room {
+            self.chunk = (self.chunk * 2).min(MAX_READ_CHUNK);
+        } else if n < self.chunk / 4 {
+            self.chunk = (self.chunk / 2).max(MIN_READ_CHUNK);
+        }
         if n == 0 {
             if self.buf.is_empty() {
                 return Ok(false);

@@ -84,9 +84,11 @@ impl PeerConfig {
         self
     }
 
-    /// Ping the remote after `interval` without traffic (default 10 s;
-    /// `None` disables pings) and drop the connection after `timeout`
-    /// without any frame from it (default 30 s).
+    /// Ping the remote after `interval` without traffic (default 10 s) and
+    /// drop the connection after `timeout` without any frame from it
+    /// (default 30 s). `None` turns heartbeats off altogether: no pings, and
+    /// no dead-peer detection on this side (the remote's own heartbeats
+    /// still answer).
     pub fn heartbeat(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
         self.heartbeat_interval = interval;
         self.heartbeat_timeout = timeout;

@@ -201,7 +201,7 @@ impl Incoming {
 
     fn release(&mut self) {
         if std::mem::take(&mut self.counted) {
-            self.conn.finish_call();
+            self.conn.finish_call(self.id.is_none());
         }
     }
 
@@ -228,7 +228,11 @@ impl std::hash::Hasher for TargetHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -271,6 +275,8 @@ struct ObjectEntry {
 #[derive(Clone, Default)]
 pub struct Registry {
     table: Arc<RwLock<Table>>,
+    /// The registry this one falls back to (see [`Registry::layered`]).
+    parent: Option<Arc<RwLock<Table>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -289,10 +295,47 @@ pub(crate) struct Target {
     pub(crate) method: &'static str,
 }
 
+fn read(t: &RwLock<Table>) -> std::sync::RwLockReadGuard<'_, Table> {
+    t.read().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new, empty registry layered over this one: objects exposed in it
+    /// are its own, and names it does not have are looked up in `self`
+    /// (including objects added to `self` later). A server gives each
+    /// connection such a layer, so that an object exposed through one
+    /// accepted [`Peer`](crate::Peer) is reachable by that client only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rpc_core::{Handled, Incoming, Service, Registry};
+    /// # struct Greeter;
+    /// # impl Service for Greeter {
+    /// #     fn name() -> &'static str { "Greeter" }
+    /// #     fn methods() -> &'static [&'static str] { &["hello"] }
+    /// #     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
+    /// #         Handled::Done(call.reply(&()))
+    /// #     }
+    /// # }
+    /// let shared = Registry::new();
+    /// shared.expose(Greeter);
+    /// let mine = shared.layered();
+    /// mine.expose_as("private", Greeter);
+    /// assert_eq!(mine.names(), vec!["Greeter".to_string(), "private".to_string()]);
+    /// assert_eq!(shared.names(), vec!["Greeter".to_string()]);
+    /// ```
+    pub fn layered(&self) -> Registry {
+        Registry {
+            table: Arc::default(),
+            parent: Some(self.table.clone()),
+        }
     }
 
     /// Exposes `object` under its default name ([`Service::name`]).
@@ -339,27 +382,41 @@ impl Registry {
         remove_object(&mut t, name)
     }
 
-    /// The names of the exposed objects, sorted.
+    /// The tables to search, own first.
+    fn tables(&self) -> impl Iterator<Item = &RwLock<Table>> {
+        std::iter::once(&*self.table).chain(self.parent.as_deref())
+    }
+
+    /// The names of the exposed objects (own and, for a layered registry,
+    /// inherited), sorted.
     pub fn names(&self) -> Vec<String> {
-        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<String> = t.objects.keys().map(|k| k.to_string()).collect();
+        let mut v: Vec<String> = Vec::new();
+        for t in self.tables() {
+            v.extend(read(t).objects.keys().map(|k| k.to_string()));
+        }
         v.sort();
+        v.dedup();
         v
     }
 
     /// The exposed method names of the object under `name`.
     pub fn methods_of(&self, name: &str) -> Option<&'static [&'static str]> {
-        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
-        t.objects.get(name).map(|o| o.methods)
+        self.tables()
+            .find_map(|t| read(t).objects.get(name).map(|o| o.methods))
     }
 
     pub(crate) fn lookup(&self, target: &str) -> Result<Arc<Target>, RpcError> {
-        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = t.targets.get(target) {
-            return Ok(found.clone());
+        for t in self.tables() {
+            let t = read(t);
+            if t.objects.is_empty() {
+                continue;
+            }
+            if let Some(found) = t.targets.get(target) {
+                return Ok(found.clone());
+            }
         }
         let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
-        if t.objects.contains_key(object) {
+        if self.tables().any(|t| read(t).objects.contains_key(object)) {
             Err(RpcError::UnknownMethod {
                 object: object.to_string(),
                 method: method.to_string(),
@@ -369,8 +426,9 @@ impl Registry {
         }
     }
 
-    /// Runs the close hook of every exposed object once (each object once,
-    /// even when it is exposed under several names).
+    /// Runs the close hook of every object exposed in this registry's own
+    /// table once (each object once, even when it is exposed under several
+    /// names).
     pub async fn close_all(&self) {
         let hooks: Vec<CloseFuture> = {
             let t = self.table.read().unwrap_or_else(|e| e.into_inner());

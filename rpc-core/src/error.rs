@@ -34,8 +34,6 @@ pub enum RpcError {
     NotConnected,
     /// The call's deadline passed (on either side).
     Timeout,
-    /// The call was cancelled before it completed.
-    Cancelled,
     /// No object is exposed under this name on the remote peer.
     UnknownObject(String),
     /// The object exists but has no exposed method of this name.
@@ -64,6 +62,8 @@ pub enum RpcError {
         /// The remote's limit of calls in flight.
         limit: u32,
     },
+    /// The remote is shutting down gracefully and takes no new calls.
+    ShuttingDown,
     /// Shared-secret authentication failed (wrong or missing secret).
     AuthFailed(String),
     /// The server refused the connection (for example: too many connections).
@@ -122,7 +122,6 @@ impl fmt::Display for RpcError {
             RpcError::ConnectionClosed(r) => write!(f, "connection closed: {r}"),
             RpcError::NotConnected => f.write_str("not connected"),
             RpcError::Timeout => f.write_str("call timed out"),
-            RpcError::Cancelled => f.write_str("call cancelled"),
             RpcError::UnknownObject(o) => write!(f, "unknown object `{o}`"),
             RpcError::UnknownMethod { object, method } => {
                 write!(f, "unknown method `{method}` on object `{object}`")
@@ -139,6 +138,7 @@ impl fmt::Display for RpcError {
             RpcError::Busy { limit } => {
                 write!(f, "remote peer is busy: {limit} calls already in flight")
             }
+            RpcError::ShuttingDown => f.write_str("the remote is shutting down"),
             RpcError::AuthFailed(m) => write!(f, "authentication failed: {m}"),
             RpcError::Refused(m) => write!(f, "connection refused by server: {m}"),
             RpcError::VersionMismatch { ours, theirs } => write!(
@@ -188,6 +188,9 @@ pub enum DisconnectReason {
     AuthFailed,
     /// The server is shutting down.
     Shutdown,
+    /// The server refused the connection; the text says why (for example:
+    /// too many connections).
+    Refused(String),
     /// The stream failed with an I/O error.
     Io(String),
 }
@@ -215,6 +218,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Protocol(m) => write!(f, "protocol error: {m}"),
             DisconnectReason::AuthFailed => f.write_str("authentication failed"),
             DisconnectReason::Shutdown => f.write_str("server shutting down"),
+            DisconnectReason::Refused(m) => write!(f, "refused: {m}"),
             DisconnectReason::Io(m) => write!(f, "i/o error: {m}"),
         }
     }

@@ -253,7 +253,7 @@ impl Peer {
             status: watch::Sender::new(Status::Connecting),
             reconnect: AtomicBool::new(false),
         });
-        let conn = Conn::dead(life.clone());
+        let conn = Conn::dead(life.clone(), 0, DisconnectReason::Closed);
         Peer {
             shared: Arc::new(Shared {
                 registry,
@@ -465,6 +465,10 @@ impl Peer {
 
     /// Exposes `object` on this side under its default name, for the remote
     /// to call.
+    ///
+    /// On a peer that a `Server` accepted, the object belongs to this
+    /// connection only: other clients do not see it. (The server's own
+    /// objects are shared by every connection; see [`Registry::layered`].)
     pub fn expose<S: Service>(&self, object: S) {
         self.shared.registry.expose(object);
     }
@@ -511,9 +515,23 @@ impl Peer {
         !self.shared.conn.load().is_closed()
     }
 
-    /// How many calls from the remote are being served right now.
+    /// How many calls and notifications from the remote are being served
+    /// right now.
     pub fn serving(&self) -> usize {
-        self.shared.conn.load().inflight.load(Ordering::Acquire) as usize
+        let conn = self.shared.conn.load();
+        (conn.inflight.load(Ordering::Acquire) + conn.notifying.load(Ordering::Acquire)) as usize
+    }
+
+    /// Stops taking new calls on the current connection: from now on the
+    /// remote's calls fail with [`RpcError::ShuttingDown`] (and its
+    /// notifications are dropped), while the calls already running finish.
+    /// This side can still make calls. Used by a server's graceful shutdown.
+    pub fn drain(&self) {
+        self.shared
+            .conn
+            .load()
+            .draining
+            .store(true, Ordering::Release);
     }
 
     /// Waits until the current connection has closed and tells why.
@@ -535,9 +553,20 @@ impl Peer {
 
     /// Closes the connection with a given reason (the server uses
     /// [`DisconnectReason::Shutdown`]).
+    ///
+    /// When the connection had already ended (a reconnecting client between
+    /// connections), `reason` becomes the reason reported from now on by
+    /// [`closed`](Peer::closed) and by calls.
     pub fn close_with(&self, reason: DisconnectReason) {
         self.shared.life.reconnect.store(false, Ordering::SeqCst);
-        self.shared.conn.load().close(reason, true);
+        let conn = self.shared.conn.load_full();
+        if conn.is_closed() {
+            let id = conn.info.connection_id;
+            let dead = Conn::dead(self.shared.life.clone(), id, reason);
+            self.shared.conn.store(dead);
+        } else {
+            conn.close(reason, true);
+        }
         self.shared.life.status.send_replace(Status::Closed);
     }
 
@@ -604,8 +633,15 @@ pub(crate) struct Conn {
     out: Outbox,
     pending: Mutex<Pending>,
     running: Mutex<HashMap<u64, AbortHandle>>,
+    /// Calls from the remote being served now.
     pub(crate) inflight: AtomicU32,
+    /// Notifications from the remote being handled now.
+    notifying: AtomicU32,
+    /// The limit of each of the two counters above.
     max_in_flight: u32,
+    /// Set by [`Peer::drain`]: new calls are refused with
+    /// [`RpcError::ShuttingDown`].
+    draining: AtomicBool,
     next_id: AtomicU64,
     slots: Slots,
     remote_max_frame: usize,
@@ -689,7 +725,9 @@ impl Conn {
             }),
             running: Mutex::new(HashMap::new()),
             inflight: AtomicU32::new(0),
+            notifying: AtomicU32::new(0),
             max_in_flight: config.max_in_flight,
+            draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             slots: Slots::new(n.remote_max_in_flight),
             remote_max_frame: n.remote_max_frame as usize,
@@ -703,16 +741,16 @@ impl Conn {
     }
 
     /// A connection that is already closed, for peers not yet connected.
-    fn dead(life: Arc<Lifecycle>) -> Arc<Conn> {
+    fn dead(life: Arc<Lifecycle>, connection_id: u64, reason: DisconnectReason) -> Arc<Conn> {
         let n = Negotiated {
-            connection_id: 0,
+            connection_id,
             remote_name: None,
             remote_max_frame: HANDSHAKE_MAX_FRAME,
             remote_max_in_flight: 1,
         };
         let conn = Conn::new(n, &PeerConfig::default(), life);
-        conn.closed.send_replace(Some(DisconnectReason::Closed));
-        lock(&conn.pending).closed = Some(DisconnectReason::Closed);
+        conn.closed.send_replace(Some(reason.clone()));
+        lock(&conn.pending).closed = Some(reason);
         lock(&conn.out.state).closing = true;
         conn.slots.close();
         conn
@@ -804,7 +842,11 @@ impl Conn {
         {
             let mut st = lock(&self.out.state);
             if goodbye && !st.closing {
-                encode_bare(&mut st.buf, &Header::Goodbye);
+                let bye = match reason {
+                    DisconnectReason::Shutdown => Header::Shutdown,
+                    _ => Header::Goodbye,
+                };
+                encode_bare(&mut st.buf, &bye);
             }
             st.closing = true;
         }
@@ -1035,6 +1077,7 @@ impl Conn {
                 }
             }
             Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
+            Header::Shutdown => return Err(DisconnectReason::Shutdown),
         }
         Ok(())
     }
@@ -1060,8 +1103,13 @@ impl Conn {
         registry: &Registry,
         jobs: &mpsc::UnboundedSender<Incoming>,
     ) {
-        let busy = self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight;
-        let target = if busy {
+        // Calls and notifications are counted apart, so that one-way traffic
+        // never makes a call fail with `Busy`.
+        let busy = self.counter(id.is_none()).fetch_add(1, Ordering::AcqRel) >= self.max_in_flight;
+        let name = target;
+        let target = if self.draining.load(Ordering::Acquire) {
+            Err(RpcError::ShuttingDown)
+        } else if busy {
             Err(RpcError::Busy {
                 limit: self.max_in_flight,
             })
@@ -1071,10 +1119,14 @@ impl Conn {
         let target = match target {
             Ok(t) => t,
             Err(e) => {
-                self.finish_call();
-                debug!(?id, %e, "call refused");
-                if let Some(id) = id {
-                    self.send_error(id, &e);
+                self.finish_call(id.is_none());
+                match id {
+                    Some(id) => {
+                        debug!(id, %e, "call refused");
+                        self.send_error(id, &e);
+                    }
+                    // Nobody to tell: say it where the operator sees it.
+                    None => warn!(target = name, %e, "notification dropped"),
                 }
                 return;
             }
@@ -1093,8 +1145,16 @@ impl Conn {
         let _ = jobs.send(incoming);
     }
 
-    pub(crate) fn finish_call(&self) {
-        self.inflight.fetch_sub(1, Ordering::AcqRel);
+    fn counter(&self, notification: bool) -> &AtomicU32 {
+        if notification {
+            &self.notifying
+        } else {
+            &self.inflight
+        }
+    }
+
+    pub(crate) fn finish_call(&self, notification: bool) {
+        self.counter(notification).fetch_sub(1, Ordering::AcqRel);
     }
 
     // --- dispatch ---------------------------------------------------------
@@ -1199,11 +1259,15 @@ impl Conn {
         timeout: Option<Duration>,
         span: Option<&tracing::Span>,
     ) -> Result<Bytes, RpcError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .ok_or_else(|| self.closed_error())?;
+        // The timeout covers the whole call, waiting for a free slot included.
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let slot = match deadline {
+            Some(d) => tokio::time::timeout_at(d, self.slots.acquire())
+                .await
+                .map_err(|_| RpcError::Timeout)?,
+            None => self.slots.acquire().await,
+        };
+        let _slot = slot.ok_or_else(|| self.closed_error())?;
         let (id, rx) = self.register()?;
         if let Some(span) = span {
             span.record("rpc.request_id", id);
@@ -1214,7 +1278,10 @@ impl Conn {
             armed: true,
             sent: false,
         };
-        let timeout_ms = timeout.map_or(0, |t| (t.as_millis() as u64).max(1));
+        let timeout_ms = deadline.map_or(0, |d| {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            (left.as_millis() as u64).max(1)
+        });
         self.push_frame(
             &Header::Call {
                 id,
@@ -1224,8 +1291,8 @@ impl Conn {
             args,
         )?;
         guard.sent = true;
-        let reply = match timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
+        let reply = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx).await {
                 Ok(r) => r,
                 Err(_) => return Err(RpcError::Timeout), // guard sends the cancel
             },

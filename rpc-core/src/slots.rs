@@ -6,7 +6,6 @@
 //! refuse. A slot is taken and given back with one atomic operation each (a
 //! `tokio` semaphore takes a lock on every release, which showed in profiles).
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -65,25 +64,23 @@ impl Slots {
 
     /// Takes a slot, waiting for one if all are in use; `None` once the
     /// slots are closed (the connection ended).
-    pub(crate) fn acquire(&self) -> impl Future<Output = Option<Slot<'_>>> + '_ {
-        async move {
-            loop {
-                if self.closed.load(Ordering::Acquire) {
-                    return None;
-                }
-                if self.try_take() {
-                    return Some(Slot(self));
-                }
-                let mut notified = pin!(self.freed.notified());
-                notified.as_mut().enable();
-                if self.closed.load(Ordering::Acquire) {
-                    return None;
-                }
-                if self.try_take() {
-                    return Some(Slot(self));
-                }
-                notified.await;
+    pub(crate) async fn acquire(&self) -> Option<Slot<'_>> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
             }
+            if self.try_take() {
+                return Some(Slot(self));
+            }
+            let mut notified = pin!(self.freed.notified());
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            if self.try_take() {
+                return Some(Slot(self));
+            }
+            notified.await;
         }
     }
 
@@ -110,14 +107,20 @@ mod tests {
         drop(a);
         let _c = match futures::poll!(third.as_mut()) {
             std::task::Poll::Ready(Some(slot)) => slot,
-            other => panic!("a freed slot was not handed to the waiter: {:?}", other.is_ready()),
+            other => panic!(
+                "a freed slot was not handed to the waiter: {:?}",
+                other.is_ready()
+            ),
         };
         // Closing fails a waiter and later callers.
         let fourth = slots.acquire();
         let mut fourth = pin!(fourth);
         assert!(futures::poll!(fourth.as_mut()).is_pending());
         slots.close();
-        assert!(matches!(futures::poll!(fourth.as_mut()), std::task::Poll::Ready(None)));
+        assert!(matches!(
+            futures::poll!(fourth.as_mut()),
+            std::task::Poll::Ready(None)
+        ));
         assert!(slots.acquire().await.is_none());
     }
 }

@@ -114,6 +114,9 @@ pub enum Header<'a> {
     },
     /// The sender is closing the connection.
     Goodbye,
+    /// The sender is closing the connection because it is shutting down
+    /// (the receiver reports [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown)).
+    Shutdown,
 }
 
 /// Splits a frame body into its header and payload.

@@ -11,11 +11,20 @@ use rpc_core::{
 use tracing::{debug, info, warn};
 
 use crate::address::{Address, ToAddress};
-use crate::stream::dial;
+use crate::stream::{dial, ReadHalf, WriteHalf};
 
 /// Dials `addr` (`tcp://host:port` or `unix:///path`) and returns the
 /// connected [`Peer`] once awaited. Options are set on the returned
 /// [`Connect`] before awaiting it.
+///
+/// # Errors
+///
+/// Awaiting the [`Connect`] fails with [`RpcError::BadAddress`] for an
+/// address that does not parse, [`RpcError::Io`] when nothing listens
+/// there, [`RpcError::Timeout`] when dialing takes longer than the
+/// handshake timeout ([`PeerConfig::handshake_timeout`]), and the
+/// handshake's errors: [`RpcError::AuthFailed`], [`RpcError::Refused`],
+/// [`RpcError::VersionMismatch`], [`RpcError::Protocol`].
 ///
 /// # Examples
 ///
@@ -106,12 +115,13 @@ impl Connect {
 
     async fn run(self) -> Result<Peer, RpcError> {
         let addr = self.addr?;
-        let (rd, wr) = dial(&addr).await?;
+        let limit = self.config.handshake_time_limit();
+        let (rd, wr) = dial_within(&addr, limit).await?;
         let peer = Peer::detached(self.registry, self.config);
         peer.attach(rd, wr, Side::Connect).await?;
         if let Some(backoff) = self.reconnect {
             peer.set_reconnecting(true);
-            tokio::spawn(supervise(peer.downgrade(), addr, backoff));
+            tokio::spawn(supervise(peer.downgrade(), addr, backoff, limit));
         }
         Ok(peer)
     }
@@ -200,7 +210,16 @@ fn random_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff) {
+/// Dials `addr`, giving up after `limit` (a host that drops the packets
+/// would otherwise keep a TCP connect waiting for minutes).
+async fn dial_within(addr: &Address, limit: Duration) -> Result<(ReadHalf, WriteHalf), RpcError> {
+    match tokio::time::timeout(limit, dial(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(RpcError::Timeout),
+    }
+}
+
+async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff, limit: Duration) {
     loop {
         let closed = match weak.upgrade() {
             Some(p) => p.closed_owned(),
@@ -222,7 +241,7 @@ async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff) {
             if *peer.status().borrow() == Status::Closed {
                 return;
             }
-            let stream = dial(&addr).await;
+            let stream = dial_within(&addr, limit).await;
             let result = match stream {
                 Ok((rd, wr)) => peer.attach(rd, wr, Side::Connect).await,
                 Err(e) => Err(e),

@@ -27,8 +27,8 @@ pub enum Event {
     /// A client connected and passed the handshake; the [`Peer`] calls it.
     Connected(Peer),
     /// A connection ended. Connections that failed the handshake (wrong
-    /// secret, version mismatch, silence) are reported here too, without a
-    /// `Connected` before.
+    /// secret, version mismatch, silence) or were refused (too many
+    /// connections) are reported here too, without a `Connected` before.
     Disconnected {
         /// The connection's id.
         id: u64,
@@ -228,11 +228,15 @@ impl Server {
         v
     }
 
-    /// Stops accepting, lets calls in flight finish for up to `grace`, says
-    /// goodbye to every client, then runs the exposed objects' close hooks
+    /// Stops accepting, refuses new calls with [`RpcError::ShuttingDown`],
+    /// lets calls in flight finish for up to `grace`, says goodbye to every
+    /// client, then runs the exposed objects' close hooks
     /// ([`Service::close`]).
     pub async fn shutdown(self, grace: Duration) {
         self.accept.abort();
+        for p in self.peers() {
+            p.drain();
+        }
         let deadline = Instant::now() + grace;
         loop {
             let busy = self.peers().iter().any(|p| p.serving() > 0);
@@ -241,7 +245,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let peers = self.peers();
+        // Every peer, those still in their handshake included.
+        let peers: Vec<Peer> = lock(&self.inner.peers).values().cloned().collect();
         for p in &peers {
             p.close_with(DisconnectReason::Shutdown);
         }
@@ -295,15 +300,17 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
     let _guard = ActiveGuard(&inner.active);
     if let Some(max) = inner.max_connections {
         if active > max {
-            let e = RpcError::Refused(format!("too many connections (limit {max})"));
-            let e = Peer::refuse(rd, wr, &inner.config, e).await;
+            let why = format!("too many connections (limit {max})");
+            let e = Peer::refuse(rd, wr, &inner.config, RpcError::Refused(why.clone())).await;
             warn!(error = %e, "connection refused");
+            let reason = DisconnectReason::Refused(why);
+            let _ = inner.events.send(Event::Disconnected { id, reason });
             return;
         }
     }
     // The peer is listed before its connection starts serving, so that a
     // handler of the client's very first call finds it with `server.peer(id)`.
-    let peer = Peer::detached(inner.registry.clone(), inner.config.clone());
+    let peer = Peer::detached(inner.registry.layered(), inner.config.clone());
     lock(&inner.peers).insert(id, peer.clone());
     let side = Side::Accept { connection_id: id };
     if let Err(e) = peer.attach(rd, wr, side).await {

@@ -77,7 +77,7 @@ async fn events_report_connects_and_disconnects_with_ids_and_names() {
                 next_disconnect(&mut events).await,
                 (b_id, DisconnectReason::Shutdown)
             );
-            assert_eq!(within(5, b.closed()).await, DisconnectReason::ClosedByPeer);
+            assert_eq!(within(5, b.closed()).await, DisconnectReason::Shutdown);
         })
         .await;
     }
@@ -476,10 +476,7 @@ async fn graceful_shutdown_finishes_calls_then_runs_close_hooks() {
             // The call in flight finished before the goodbye.
             assert_eq!(call.await.unwrap().unwrap(), 1);
             assert_eq!(closed.load(Ordering::SeqCst), 1);
-            assert_eq!(
-                within(5, client.closed()).await,
-                DisconnectReason::ClosedByPeer
-            );
+            assert_eq!(within(5, client.closed()).await, DisconnectReason::Shutdown);
         })
         .await;
     }

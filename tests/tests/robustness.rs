@@ -1,0 +1,250 @@
+//! Behaviour at the edges: default timeouts reach typed stubs, a timeout
+//! covers waiting for a free slot, one-way traffic never starves calls,
+//! objects exposed on one accepted peer stay private to that client, a
+//! draining server refuses new calls, refusals and give-ups are reported
+//! with their reason.
+
+use std::time::{Duration, Instant};
+
+use rpc_core::{expose, DisconnectReason, PeerConfig, RpcError, Status};
+use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient};
+use rpc_tests::{addresses, within};
+use rpc_transport::{Backoff, Event, Server};
+
+/// The server-side peer of the next connection.
+async fn accepted(events: &mut rpc_transport::Events) -> rpc_core::Peer {
+    loop {
+        match events.recv().await {
+            Some(Event::Connected(p)) => return p,
+            Some(_) => {}
+            None => panic!("event stream ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_typed_stub_uses_the_peers_default_timeout() {
+    within(10, async {
+        let server = Server::builder()
+            .expose(Calc::default())
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let client = rpc_transport::connect(server.local_addr())
+            .call_timeout(Duration::from_millis(50))
+            .await
+            .unwrap();
+        let calc = CalcClient::new(&client);
+        assert_eq!(calc.slow(1_000).await.unwrap_err(), RpcError::Timeout);
+        // The stub's own timeout wins over the default.
+        let patient = calc.clone().with_timeout(Duration::from_secs(5));
+        assert_eq!(patient.slow(100).await.unwrap(), 100);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timeout_covers_the_wait_for_a_free_slot() {
+    within(10, async {
+        let server = Server::builder()
+            .expose(Gauge::default())
+            .config(PeerConfig::default().max_in_flight(1))
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let client = rpc_transport::connect(server.local_addr()).await.unwrap();
+        let g = GaugeClient::new(&client);
+        // Holds the only slot for a while.
+        let first = tokio::spawn({
+            let g = g.clone();
+            async move { g.hold(800).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = Instant::now();
+        let e = g
+            .clone()
+            .with_timeout(Duration::from_millis(100))
+            .hold(1)
+            .await
+            .unwrap_err();
+        assert_eq!(e, RpcError::Timeout);
+        // It gave up on its own deadline, not when the slot came free.
+        assert!(
+            t.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn notifications_never_make_calls_busy() {
+    within(10, async {
+        let server = Server::builder()
+            .expose(Gauge::default())
+            .config(PeerConfig::default().max_in_flight(2))
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let client = rpc_transport::connect(server.local_addr()).await.unwrap();
+        for _ in 0..6 {
+            client.notify("Gauge.hold", &(500u64,)).await.unwrap();
+        }
+        // Let them arrive and start.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Both call slots are free: calls go through despite the one-way load.
+        let g = GaugeClient::new(&client);
+        let (a, b) = tokio::join!(g.hold(10), g.hold(10));
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    })
+    .await;
+}
+
+/// An object a server exposes to one client only.
+pub struct Locker {
+    /// Whose locker it is.
+    pub owner: String,
+}
+
+#[expose]
+impl Locker {
+    /// The owner's name.
+    pub fn owner(&self) -> String {
+        self.owner.clone()
+    }
+}
+
+#[tokio::test]
+async fn an_object_exposed_on_an_accepted_peer_is_private_to_that_client() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let mut events = server.events();
+            let alice = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let alice_side = accepted(&mut events).await;
+            let bob = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let _bob_side = accepted(&mut events).await;
+
+            alice_side.expose(Locker {
+                owner: "alice".into(),
+            });
+            assert_eq!(LockerClient::new(&alice).owner().await.unwrap(), "alice");
+            let e = LockerClient::new(&bob).owner().await.unwrap_err();
+            assert_eq!(e, RpcError::UnknownObject("Locker".into()));
+            // The server's shared objects still reach both.
+            assert_eq!(CalcClient::new(&alice).add(1, 2).await.unwrap(), 3);
+            assert_eq!(CalcClient::new(&bob).add(2, 2).await.unwrap(), 4);
+            // Objects the server adds later reach every client too.
+            server.registry().expose_as("late", Calc::default());
+            let late = CalcClient::with_name(&bob, "late");
+            assert_eq!(late.add(5, 5).await.unwrap(), 10);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_draining_server_refuses_new_calls_and_finishes_running_ones() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Gauge::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let client = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let g = GaugeClient::new(&client);
+            let running = tokio::spawn({
+                let g = g.clone();
+                async move { g.hold(400).await }
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(g.hold(1).await.unwrap_err(), RpcError::ShuttingDown);
+            assert_eq!(running.await.unwrap().unwrap(), 1);
+            shutdown.await.unwrap();
+            // The client learns why the connection ended.
+            assert_eq!(within(5, client.closed()).await, DisconnectReason::Shutdown);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_reported_in_the_events() {
+    within(10, async {
+        let server = Server::builder()
+            .expose(Calc::default())
+            .max_connections(1)
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let mut events = server.events();
+        let _first = rpc_transport::connect(server.local_addr()).await.unwrap();
+        let e = rpc_transport::connect(server.local_addr())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RpcError::Refused(_)), "{e:?}");
+        loop {
+            match events.recv().await {
+                Some(Event::Disconnected { reason, .. }) => {
+                    assert!(
+                        matches!(&reason, DisconnectReason::Refused(m) if m.contains("too many")),
+                        "{reason:?}"
+                    );
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_that_gives_up_tells_why() {
+    for (addr, _dir) in addresses() {
+        within(20, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .secret("first")
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let bound = server.local_addr().clone();
+            let client = rpc_transport::connect(&bound)
+                .secret("first")
+                .reconnect(Backoff::default().initial(Duration::from_millis(20)))
+                .await
+                .unwrap();
+            let mut status = client.status();
+            // The server comes back with another secret.
+            drop(server);
+            status
+                .wait_for(|s| *s == Status::Reconnecting)
+                .await
+                .unwrap();
+            let _server = Server::builder()
+                .expose(Calc::default())
+                .secret("second")
+                .bind(&bound)
+                .await
+                .unwrap();
+            while *status.borrow_and_update() != Status::Closed {
+                status.changed().await.unwrap();
+            }
+            assert_eq!(client.closed().await, DisconnectReason::AuthFailed);
+            let e = CalcClient::new(&client).add(1, 1).await.unwrap_err();
+            assert_eq!(e, RpcError::ConnectionClosed(DisconnectReason::AuthFailed));
+        })
+        .await;
+    }
+}
