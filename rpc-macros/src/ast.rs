@@ -240,6 +240,11 @@ impl Method {
         }
     }
 
+    /// The span of the parameter list, parentheses included.
+    pub(crate) fn params_span(&self) -> Span {
+        self.sig.paren_token.span.join()
+    }
+
     /// The receiver, if the method has one.
     pub(crate) fn receiver(&self) -> Option<&Receiver> {
         self.sig.receiver()

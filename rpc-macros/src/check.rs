@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit::{self, Visit};
-use syn::{Pat, PathArguments, Type};
+use syn::{GenericParam, Pat, PathArguments, Type};
 
 use crate::ast::{Method, Role, Service};
 
@@ -108,9 +108,10 @@ pub(crate) fn service(service: &Service, errors: &mut Errors) {
                     errors.at_span(
                         span,
                         format!(
-                            "`{wire}` is already exposed by `{}`; give one of them another \
-                             name with #[expose(name = \"...\")]",
-                            first.ident()
+                            "two exposed methods answer to `{wire}`: `{}` and `{}`; give one \
+                             of them another name with #[expose(name = \"...\")]",
+                            first.ident(),
+                            method.ident()
                         ),
                     );
                 } else {
@@ -291,7 +292,19 @@ fn receiver(method: &Method, what: &str, errors: &mut Errors) {
 /// Rules shared by exposed methods and the close hook.
 fn common(method: &Method, what: &str, errors: &mut Errors) {
     let generics = &method.sig.generics;
-    if !generics.params.is_empty() {
+    let only_lifetimes = generics
+        .params
+        .iter()
+        .all(|param| matches!(param, GenericParam::Lifetime(_)));
+    if !generics.params.is_empty() && only_lifetimes {
+        errors.at(
+            &generics.params,
+            format!(
+                "{what} cannot have lifetime parameters: arguments and return values cross \
+                 the wire and must be owned types (write `&self`)"
+            ),
+        );
+    } else if !generics.params.is_empty() {
         errors.at(
             &generics.params,
             format!(

@@ -5,7 +5,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 use syn::ext::IdentExt;
 
-use super::{arg_name, concrete, return_type};
+use super::{arg_name, concrete, is_byte_vec, return_type, spanned_tuple};
 use crate::ast::{Method, Service};
 
 /// The stub's name: the type's name followed by `Client`.
@@ -113,7 +113,8 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
     );
 
     let mut params = Vec::new();
-    let mut names = Vec::new();
+    let mut values = Vec::new();
+    let mut types = Vec::new();
     for (i, arg) in method.args.iter().enumerate() {
         if arg.context {
             continue;
@@ -121,9 +122,40 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
         let name = arg_name(arg, i);
         let ty = concrete(&arg.ty, &service.self_ty);
         params.push(quote!(#name: #ty));
-        names.push(name);
+        if is_byte_vec(&arg.ty) {
+            values.push(quote!(::rpc_core::__private::AsBytes(&#name)));
+            types.push(quote!(::rpc_core::__private::AsBytes<'_>));
+        } else {
+            values.push(quote!(&#name));
+            types.push(quote!(&#ty));
+        }
     }
     let ret = return_type(method, &service.self_ty);
+    let bytes_ret = method.output().is_some_and(is_byte_vec);
+    let (decoded, unwrap) = if bytes_ret {
+        (
+            quote!(::rpc_core::__private::ByteBuf),
+            quote!(.map(::rpc_core::__private::ByteBuf::into_inner)),
+        )
+    } else {
+        (ret.clone(), TokenStream::new())
+    };
+    // Both type arguments of `call` are written out with the user's spans
+    // (the tuple of arguments takes the span of the parameter list), so that
+    // a type that cannot cross the wire is reported in the user's signature.
+    // Only the bounds of the returned future, checked at `.await`, are still
+    // reported at the attribute; `type_checks` points at the exact type.
+    let args_ty = spanned_tuple(quote!(#(#types,)*), method.params_span());
+    let call = quote! {
+        ::rpc_core::__private::call::<#args_ty, #decoded>(
+            &self.__peer,
+            &self.__targets[#index],
+            &(#(#values,)*),
+            self.__timeout,
+        )
+        .await
+        #unwrap
+    };
 
     quote! {
         #(#docs)*
@@ -133,13 +165,7 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
             &self,
             #(#params),*
         ) -> ::core::result::Result<#ret, ::rpc_core::__private::RpcError> {
-            ::rpc_core::__private::call(
-                &self.__peer,
-                &self.__targets[#index],
-                &(#(&#names,)*),
-                self.__timeout,
-            )
-            .await
+            #call
         }
     }
 }

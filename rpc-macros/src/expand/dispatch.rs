@@ -4,6 +4,10 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
+use quote::ToTokens;
+use syn::spanned::Spanned;
+
+use super::{is_byte_vec, spanned_tuple};
 use crate::ast::{Method, Service};
 
 /// `impl ::rpc_core::__private::Service for Type { ... }`.
@@ -64,19 +68,32 @@ fn arm(index: usize, method: &Method) -> TokenStream {
     let names: Vec<_> = (0..method.wire_args().count())
         .map(|i| format_ident!("__arg{}", i))
         .collect();
-    let types = method.wire_args().map(|arg| &arg.ty);
+    // The tuple of the argument types takes the span of the user's
+    // parameter list, so that a type that cannot be decoded is reported
+    // there rather than at the attribute.
+    let types = method.wire_args().map(|arg| {
+        if is_byte_vec(&arg.ty) {
+            quote_spanned!(arg.ty.span()=> ::rpc_core::__private::ByteBuf)
+        } else {
+            arg.ty.to_token_stream()
+        }
+    });
+    let types = spanned_tuple(quote!(#(#types,)*), method.params_span());
+    let bytes: Vec<bool> = method.wire_args().map(|arg| is_byte_vec(&arg.ty)).collect();
 
     // The call's arguments in declared order, the context in its place.
-    let mut wire = names.iter();
+    let mut wire = names.iter().zip(bytes);
     let call_args: Vec<TokenStream> = method
         .args
         .iter()
         .map(|arg| match (arg.context, method.is_async()) {
             (true, true) => quote!(__context),
             (true, false) => quote!(__call.context()),
-            (false, _) => wire
-                .next()
-                .map_or_else(TokenStream::new, |name| quote!(#name)),
+            (false, _) => match wire.next() {
+                Some((name, true)) => quote!(#name.into_inner()),
+                Some((name, false)) => quote!(#name),
+                None => TokenStream::new(),
+            },
         })
         .collect();
     // Only the path carries the user's span (so that errors about the call
@@ -85,7 +102,7 @@ fn arm(index: usize, method: &Method) -> TokenStream {
     let call = quote!(#path(&*self, #(#call_args),*));
 
     let decode = quote! {
-        let (#(#names,)*) = match __call.args::<(#(#types,)*)>() {
+        let (#(#names,)*) = match __call.args::<#types>() {
             ::core::result::Result::Ok(__args) => __args,
             ::core::result::Result::Err(__error) => {
                 return ::rpc_core::__private::Handled::Done(__call.fail(__error));
@@ -93,6 +110,15 @@ fn arm(index: usize, method: &Method) -> TokenStream {
         };
     };
 
+    // The reply names the return type as the user wrote it, so that a type
+    // that cannot be encoded is reported at that type.
+    let reply = match method.output() {
+        Some(ret) if is_byte_vec(ret) => {
+            quote!(__call.reply(&::rpc_core::__private::AsBytes(&__ret)))
+        }
+        Some(ret) => quote!(__call.reply::<#ret>(&__ret)),
+        None => quote!(__call.reply(&())),
+    };
     let returns_unit = method.output().is_none();
     if method.is_async() {
         let context = method
@@ -108,7 +134,7 @@ fn arm(index: usize, method: &Method) -> TokenStream {
         } else {
             quote! {
                 let __ret = #call.await;
-                __call.reply(&__ret)
+                #reply
             }
         };
         let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
@@ -130,7 +156,7 @@ fn arm(index: usize, method: &Method) -> TokenStream {
         } else {
             quote! {
                 let __ret = #call;
-                ::rpc_core::__private::Handled::Done(__call.reply(&__ret))
+                ::rpc_core::__private::Handled::Done(#reply)
             }
         };
         quote! {

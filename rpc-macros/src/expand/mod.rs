@@ -7,7 +7,7 @@
 //! `::std::...`, `::rpc_core::__private::...`) and prefixes its own locals
 //! with `__`, so nothing the user's module defines can change its meaning.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
@@ -59,6 +59,32 @@ fn type_checks(service: &Service) -> TokenStream {
     out
 }
 
+/// Whether `ty` is written `Vec<u8>` (with any path to `Vec`). Such
+/// arguments and return values travel through `__private::AsBytes` and
+/// `__private::ByteBuf`: the same bytes on the wire as serde's sequence of
+/// `u8`, encoded and decoded with one copy instead of a call per byte.
+/// A type alias is not recognised; it still works, only slower.
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    if path.qself.is_some() {
+        return false;
+    }
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Vec" {
+        return false;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    matches!(
+        args.args.iter().collect::<Vec<_>>().as_slice(),
+        [syn::GenericArgument::Type(Type::Path(inner))]
+            if inner.qself.is_none() && inner.path.is_ident("u8")
+    )
+}
+
 /// `ty` with `Self` replaced by the block's type, for use outside the block.
 fn concrete(ty: &Type, self_ty: &Type) -> Type {
     struct ReplaceSelf<'a>(&'a Type);
@@ -87,6 +113,14 @@ fn return_type(method: &crate::ast::Method, self_ty: &Type) -> TokenStream {
         Some(ty) => concrete(ty, self_ty).into_token_stream(),
         None => quote!(()),
     }
+}
+
+/// `( #elems )` as a tuple (type or expression) whose parentheses carry
+/// `span`.
+fn spanned_tuple(elems: TokenStream, span: Span) -> Group {
+    let mut group = Group::new(Delimiter::Parenthesis, elems);
+    group.set_span(span);
+    group
 }
 
 /// The name a parameter goes by in the client stub: the user's, or

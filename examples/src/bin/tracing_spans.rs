@@ -5,7 +5,7 @@
 //! `tracing_subscriber` fmt subscriber that prints each span when it closes,
 //! and makes a few calls.
 //!
-//! Run it with `cargo run -p rpc-examples --bin tracing`; it ends by itself.
+//! Run it with `cargo run -p rpc-examples --bin tracing_spans`; it ends by itself.
 //! The filter is `info,rpc_core=debug` unless `RUST_LOG` says otherwise
 //! (try `RUST_LOG=rpc_core=trace,rpc_transport=debug`).
 
