@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ use serde::Serialize;
 
 use crate::context::CallContext;
 use crate::error::RpcError;
-use crate::peer::{Conn, WeakPeer};
+use crate::peer::Conn;
 
 /// A boxed handler future, as returned in [`Handled::Pending`].
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Replied> + Send + 'static>>;
@@ -102,7 +103,6 @@ impl std::fmt::Debug for Handled {
 /// exactly once by [`reply`](Incoming::reply) or [`fail`](Incoming::fail).
 pub struct Incoming {
     pub(crate) conn: Arc<Conn>,
-    pub(crate) peer: WeakPeer,
     /// `None` for a notification: the answer is dropped.
     pub(crate) id: Option<u64>,
     pub(crate) args: Bytes,
@@ -156,7 +156,7 @@ impl Incoming {
     /// (to call back), the connection id, the method, the deadline.
     pub fn context(&self) -> CallContext {
         CallContext {
-            peer: self.peer.upgrade_or_detached(&self.conn),
+            peer: self.conn.peer.upgrade_or_detached(&self.conn),
             connection_id: self.conn.info.connection_id,
             remote_name: self.conn.info.remote_name.clone(),
             object: self.target.object.clone(),
@@ -274,9 +274,41 @@ struct ObjectEntry {
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    table: Arc<RwLock<Table>>,
+    table: Arc<Layer>,
     /// The registry this one falls back to (see [`Registry::layered`]).
-    parent: Option<Arc<RwLock<Table>>>,
+    parent: Option<Arc<Layer>>,
+}
+
+/// One table of objects, and a counter bumped on every change to it, which
+/// lets each connection cache its lookups without taking the lock.
+#[derive(Default)]
+struct Layer {
+    table: RwLock<Table>,
+    version: AtomicU64,
+}
+
+impl Layer {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        let t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        // Bumped while the lock is held: a reader that sees the new version
+        // and then looks up finds the new table.
+        self.version.fetch_add(1, Ordering::AcqRel);
+        t
+    }
+}
+
+/// A connection's cache of [`Registry`] lookups, owned by its reader task
+/// (so it needs no lock). It holds only targets that exist, so it is no
+/// larger than the registry, and it is emptied whenever the registry
+/// changes.
+#[derive(Default)]
+pub(crate) struct LookupCache {
+    targets: HashMap<Box<str>, Arc<Target>, std::hash::BuildHasherDefault<TargetHasher>>,
+    versions: (u64, u64),
 }
 
 impl std::fmt::Debug for Registry {
@@ -293,10 +325,6 @@ pub(crate) struct Target {
     pub(crate) index: usize,
     pub(crate) object: Arc<str>,
     pub(crate) method: &'static str,
-}
-
-fn read(t: &RwLock<Table>) -> std::sync::RwLockReadGuard<'_, Table> {
-    t.read().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {
@@ -354,7 +382,7 @@ impl Registry {
     pub fn expose_arc<S: Service>(&self, name: &str, object: Arc<S>) {
         let name: Arc<str> = Arc::from(name);
         let service: Arc<dyn Service> = object;
-        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.table.write();
         remove_object(&mut t, &name);
         for (index, method) in S::methods().iter().enumerate() {
             t.targets.insert(
@@ -378,12 +406,12 @@ impl Registry {
 
     /// Removes the object exposed under `name`; returns whether there was one.
     pub fn remove(&self, name: &str) -> bool {
-        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.table.write();
         remove_object(&mut t, name)
     }
 
     /// The tables to search, own first.
-    fn tables(&self) -> impl Iterator<Item = &RwLock<Table>> {
+    fn tables(&self) -> impl Iterator<Item = &Layer> {
         std::iter::once(&*self.table).chain(self.parent.as_deref())
     }
 
@@ -392,7 +420,7 @@ impl Registry {
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for t in self.tables() {
-            v.extend(read(t).objects.keys().map(|k| k.to_string()));
+            v.extend(t.read().objects.keys().map(|k| k.to_string()));
         }
         v.sort();
         v.dedup();
@@ -402,12 +430,37 @@ impl Registry {
     /// The exposed method names of the object under `name`.
     pub fn methods_of(&self, name: &str) -> Option<&'static [&'static str]> {
         self.tables()
-            .find_map(|t| read(t).objects.get(name).map(|o| o.methods))
+            .find_map(|t| t.read().objects.get(name).map(|o| o.methods))
+    }
+
+    /// [`lookup`](Self::lookup) through a connection's cache: a hit costs
+    /// one hash of the name and no lock.
+    pub(crate) fn lookup_cached(
+        &self,
+        cache: &mut LookupCache,
+        target: &str,
+    ) -> Result<Arc<Target>, RpcError> {
+        let versions = (
+            self.table.version.load(Ordering::Acquire),
+            self.parent
+                .as_ref()
+                .map_or(0, |p| p.version.load(Ordering::Acquire)),
+        );
+        if versions != cache.versions {
+            cache.targets.clear();
+            cache.versions = versions;
+        }
+        if let Some(found) = cache.targets.get(target) {
+            return Ok(found.clone());
+        }
+        let found = self.lookup(target)?;
+        cache.targets.insert(target.into(), found.clone());
+        Ok(found)
     }
 
     pub(crate) fn lookup(&self, target: &str) -> Result<Arc<Target>, RpcError> {
         for t in self.tables() {
-            let t = read(t);
+            let t = t.read();
             if t.objects.is_empty() {
                 continue;
             }
@@ -416,7 +469,7 @@ impl Registry {
             }
         }
         let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
-        if self.tables().any(|t| read(t).objects.contains_key(object)) {
+        if self.tables().any(|t| t.read().objects.contains_key(object)) {
             Err(RpcError::UnknownMethod {
                 object: object.to_string(),
                 method: method.to_string(),
@@ -431,7 +484,7 @@ impl Registry {
     /// names).
     pub async fn close_all(&self) {
         let hooks: Vec<CloseFuture> = {
-            let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+            let t = self.table.read();
             let mut seen = HashSet::new();
             t.objects
                 .values()

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::future::{AbortHandle, Abortable};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -38,7 +38,7 @@ use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::FrameReader;
 use crate::config::PeerConfig;
-use crate::dispatch::{Handled, HandlerFuture, Incoming, Registry, Service};
+use crate::dispatch::{Handled, HandlerFuture, Incoming, LookupCache, Registry, Service, Target};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, Negotiated, Role};
 use crate::slots::Slots;
@@ -285,16 +285,15 @@ impl Peer {
             },
         };
         let negotiated = handshake(&mut reader, &mut wr, config, role).await?;
-        let conn = Conn::new(negotiated, config, self.shared.life.clone());
+        let conn = Conn::new(
+            negotiated,
+            config,
+            self.shared.life.clone(),
+            self.downgrade(),
+        );
         self.shared.conn.store(conn.clone());
         self.shared.life.status.send_replace(Status::Connected);
-        conn.start(
-            reader,
-            wr,
-            self.downgrade(),
-            self.shared.registry.clone(),
-            config,
-        );
+        conn.start(reader, wr, self.shared.registry.clone(), config);
         Ok(())
     }
 
@@ -651,6 +650,9 @@ pub(crate) struct Conn {
     epoch: Instant,
     last_rx_ms: AtomicU64,
     life: Arc<Lifecycle>,
+    /// The peer this connection belongs to, for the context of the calls it
+    /// serves (weak: the connection must not keep its peer alive).
+    pub(crate) peer: WeakPeer,
 }
 
 struct Outbox {
@@ -680,6 +682,16 @@ impl Outbox {
     }
 }
 
+/// What one read of the socket produced, handled after the frames of the
+/// read are decoded.
+#[derive(Default)]
+struct ReadBatch {
+    /// Admitted calls and notifications, for the dispatcher.
+    calls: Vec<Incoming>,
+    /// Replies (and pongs) to this side's calls, by id.
+    replies: Vec<(u64, Result<Bytes, RpcError>)>,
+}
+
 /// Removes a call from the pending table if its future is dropped early, and
 /// tells the remote to cancel it.
 struct PendingGuard<'a> {
@@ -705,7 +717,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 impl Conn {
-    fn new(n: Negotiated, config: &PeerConfig, life: Arc<Lifecycle>) -> Arc<Conn> {
+    fn new(n: Negotiated, config: &PeerConfig, life: Arc<Lifecycle>, peer: WeakPeer) -> Arc<Conn> {
         Arc::new(Conn {
             info: ConnInfo {
                 connection_id: n.connection_id,
@@ -737,6 +749,7 @@ impl Conn {
             epoch: Instant::now(),
             last_rx_ms: AtomicU64::new(0),
             life,
+            peer,
         })
     }
 
@@ -748,7 +761,10 @@ impl Conn {
             remote_max_frame: HANDSHAKE_MAX_FRAME,
             remote_max_in_flight: 1,
         };
-        let conn = Conn::new(n, &PeerConfig::default(), life);
+        let nobody = WeakPeer {
+            shared: Weak::new(),
+        };
+        let conn = Conn::new(n, &PeerConfig::default(), life, nobody);
         conn.closed.send_replace(Some(reason.clone()));
         lock(&conn.pending).closed = Some(reason);
         lock(&conn.out.state).closing = true;
@@ -760,7 +776,6 @@ impl Conn {
         self: &Arc<Self>,
         reader: FrameReader<R>,
         writer: W,
-        peer: WeakPeer,
         registry: Registry,
         config: &PeerConfig,
     ) where
@@ -772,7 +787,7 @@ impl Conn {
         tokio::spawn(self.clone().write_loop(writer));
         tasks.push(spawn_abortable(self.clone().dispatch_loop(rx)));
         tasks.push(spawn_abortable(
-            self.clone().read_loop(reader, peer, registry, tx),
+            self.clone().read_loop(reader, registry, tx),
         ));
         if let Some(interval) = config.heartbeat_interval {
             tasks.push(spawn_abortable(
@@ -1002,21 +1017,32 @@ impl Conn {
     async fn read_loop<R: AsyncRead + Unpin>(
         self: Arc<Self>,
         mut reader: FrameReader<R>,
-        peer: WeakPeer,
         registry: Registry,
-        jobs: mpsc::UnboundedSender<Incoming>,
+        jobs: mpsc::UnboundedSender<Vec<Incoming>>,
     ) {
+        let mut cache = LookupCache::default();
+        // The calls of one read go to the dispatcher together (one message
+        // and one wake-up per read rather than per call), and its replies
+        // leave the pending table under one lock.
+        let mut batch = ReadBatch::default();
         let reason = 'outer: loop {
             loop {
                 match reader.buffered_frame() {
                     Ok(Some(frame)) => {
-                        if let Err(reason) = self.on_frame(frame, &peer, &registry, &jobs) {
+                        if let Err(reason) = self.on_frame(frame, &registry, &mut cache, &mut batch)
+                        {
                             break 'outer reason;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => break 'outer DisconnectReason::Protocol(e.to_string()),
                 }
+            }
+            self.complete_all(&mut batch.replies);
+            if !batch.calls.is_empty() {
+                // If the dispatcher is gone the calls are dropped, which
+                // releases them.
+                let _ = jobs.send(std::mem::take(&mut batch.calls));
             }
             match reader.fill().await {
                 Ok(true) => self.touch(),
@@ -1037,28 +1063,46 @@ impl Conn {
     fn on_frame(
         self: &Arc<Self>,
         frame: Bytes,
-        peer: &WeakPeer,
         registry: &Registry,
-        jobs: &mpsc::UnboundedSender<Incoming>,
+        cache: &mut LookupCache,
+        batch: &mut ReadBatch,
     ) -> Result<(), DisconnectReason> {
         let (header, payload) =
             decode_header(&frame).map_err(|e| DisconnectReason::Protocol(e.to_string()))?;
-        let payload = frame.slice_ref(payload);
+        let header_len = frame.len() - payload.len();
+        // The payload is the frame itself, advanced past the header: no
+        // second reference to count.
+        fn skip(mut frame: Bytes, n: usize) -> Bytes {
+            frame.advance(n);
+            frame
+        }
         match header {
             Header::Call {
                 id,
                 target,
                 timeout_ms,
-            } => self.incoming(Some(id), target, timeout_ms, payload, peer, registry, jobs),
-            Header::Notify { target } => {
-                self.incoming(None, target, 0, payload, peer, registry, jobs)
+            } => {
+                if let Some(target) = self.admit(Some(id), target, registry, cache) {
+                    self.dispatch(
+                        Some(id),
+                        target,
+                        timeout_ms,
+                        skip(frame, header_len),
+                        &mut batch.calls,
+                    );
+                }
             }
-            Header::Reply { id } => self.complete(id, Ok(payload)),
+            Header::Notify { target } => {
+                if let Some(target) = self.admit(None, target, registry, cache) {
+                    self.dispatch(None, target, 0, skip(frame, header_len), &mut batch.calls);
+                }
+            }
+            Header::Reply { id } => batch.replies.push((id, Ok(skip(frame, header_len)))),
             Header::Error { id } => {
-                let err = postcard::from_bytes::<RpcError>(&payload).unwrap_or_else(|e| {
+                let err = postcard::from_bytes::<RpcError>(payload).unwrap_or_else(|e| {
                     RpcError::Protocol(format!("undecodable error reply: {e}"))
                 });
-                self.complete(id, Err(err));
+                batch.replies.push((id, Err(err)));
             }
             Header::Cancel { id } => {
                 if let Some(h) = lock(&self.running).remove(&id) {
@@ -1073,7 +1117,7 @@ impl Conn {
             }
             Header::Pong { id } => {
                 if id != 0 {
-                    self.complete(id, Ok(Bytes::new()));
+                    batch.replies.push((id, Ok(Bytes::new())));
                 }
             }
             Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
@@ -1082,31 +1126,39 @@ impl Conn {
         Ok(())
     }
 
-    fn complete(&self, id: u64, result: Result<Bytes, RpcError>) {
-        let tx = lock(&self.pending).calls.remove(&id);
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(result);
+    /// Hands each reply to its waiting caller; the table is locked once for
+    /// all of them, and no caller is woken while it is held.
+    fn complete_all(&self, replies: &mut Vec<(u64, Result<Bytes, RpcError>)>) {
+        if replies.is_empty() {
+            return;
+        }
+        let mut waiting = Vec::with_capacity(replies.len());
+        {
+            let mut p = lock(&self.pending);
+            for (id, result) in replies.drain(..) {
+                match p.calls.remove(&id) {
+                    Some(tx) => waiting.push((tx, result)),
+                    None => trace!(id, "reply for a call no longer waiting"),
+                }
             }
-            None => trace!(id, "reply for a call no longer waiting"),
+        }
+        for (tx, result) in waiting {
+            let _ = tx.send(result);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn incoming(
-        self: &Arc<Self>,
+    /// Counts an incoming call (`id`) or notification (`None`) in flight and
+    /// finds what it calls; or answers it with the reason it is refused.
+    fn admit(
+        &self,
         id: Option<u64>,
-        target: &str,
-        timeout_ms: u64,
-        args: Bytes,
-        peer: &WeakPeer,
+        name: &str,
         registry: &Registry,
-        jobs: &mpsc::UnboundedSender<Incoming>,
-    ) {
+        cache: &mut LookupCache,
+    ) -> Option<Arc<Target>> {
         // Calls and notifications are counted apart, so that one-way traffic
         // never makes a call fail with `Busy`.
         let busy = self.counter(id.is_none()).fetch_add(1, Ordering::AcqRel) >= self.max_in_flight;
-        let name = target;
         let target = if self.draining.load(Ordering::Acquire) {
             Err(RpcError::ShuttingDown)
         } else if busy {
@@ -1114,10 +1166,10 @@ impl Conn {
                 limit: self.max_in_flight,
             })
         } else {
-            registry.lookup(target)
+            registry.lookup_cached(cache, name)
         };
-        let target = match target {
-            Ok(t) => t,
+        match target {
+            Ok(t) => Some(t),
             Err(e) => {
                 self.finish_call(id.is_none());
                 match id {
@@ -1128,21 +1180,33 @@ impl Conn {
                     // Nobody to tell: say it where the operator sees it.
                     None => warn!(target = name, %e, "notification dropped"),
                 }
-                return;
+                None
             }
-        };
-        let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
+        }
+    }
+
+    /// Adds an admitted call to the batch for the dispatcher.
+    fn dispatch(
+        self: &Arc<Self>,
+        id: Option<u64>,
+        target: Arc<Target>,
+        timeout_ms: u64,
+        args: Bytes,
+        batch: &mut Vec<Incoming>,
+    ) {
+        // A deadline too far to represent is no deadline.
+        let deadline = (timeout_ms > 0)
+            .then(|| Instant::now().checked_add(Duration::from_millis(timeout_ms)))
+            .flatten();
         let incoming = Incoming {
             conn: self.clone(),
-            peer: peer.clone(),
             id,
             args,
             target,
             deadline,
             counted: true,
         };
-        // If the dispatcher is gone the call is dropped, which releases it.
-        let _ = jobs.send(incoming);
+        batch.push(incoming);
     }
 
     fn counter(&self, notification: bool) -> &AtomicU32 {
@@ -1159,9 +1223,11 @@ impl Conn {
 
     // --- dispatch ---------------------------------------------------------
 
-    async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Incoming>) {
-        while let Some(call) = jobs.recv().await {
-            self.run(call);
+    async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Vec<Incoming>>) {
+        while let Some(batch) = jobs.recv().await {
+            for call in batch {
+                self.run(call);
+            }
         }
     }
 

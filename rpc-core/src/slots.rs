@@ -21,6 +21,12 @@ pub(crate) struct Slots {
     used: AtomicU32,
     max: u32,
     closed: AtomicBool,
+    /// Callers between their first failed try and their wake-up. A release
+    /// notifies only when this is non-zero (`used` and `waiters` are both
+    /// SeqCst, so a release and a new waiter cannot miss each other: either
+    /// the waiter's second try sees the freed slot, or the release sees the
+    /// waiter).
+    waiters: AtomicU32,
     freed: Notify,
 }
 
@@ -29,9 +35,26 @@ pub(crate) struct Slot<'a>(&'a Slots);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.used.fetch_sub(1, Ordering::Release);
-        // Lock-free when nobody waits.
-        self.0.freed.notify_one();
+        self.0.used.fetch_sub(1, Ordering::SeqCst);
+        if self.0.waiters.load(Ordering::SeqCst) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
+/// Counts a waiter for as long as it lives (a waiting future may be dropped).
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a AtomicU32) -> Self {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -42,19 +65,18 @@ impl Slots {
             used: AtomicU32::new(0),
             max: max.max(1),
             closed: AtomicBool::new(false),
+            waiters: AtomicU32::new(0),
             freed: Notify::new(),
         }
     }
 
     fn try_take(&self) -> bool {
-        let mut cur = self.used.load(Ordering::Relaxed);
+        let mut cur = self.used.load(Ordering::SeqCst);
         while cur < self.max {
-            match self.used.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }
@@ -74,6 +96,7 @@ impl Slots {
             }
             let mut notified = pin!(self.freed.notified());
             notified.as_mut().enable();
+            let _waiting = Waiting::new(&self.waiters);
             if self.closed.load(Ordering::Acquire) {
                 return None;
             }

@@ -30,3 +30,41 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// The README and the guide in `docs/`, included so that `cargo test --doc`
+/// compiles and runs every Rust example in them.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+
+    #[doc = include_str!("../../docs/README.md")]
+    pub struct Index;
+
+    #[doc = include_str!("../../docs/concepts.md")]
+    pub struct Concepts;
+
+    #[doc = include_str!("../../docs/calls-and-errors.md")]
+    pub struct CallsAndErrors;
+
+    #[doc = include_str!("../../docs/connections.md")]
+    pub struct Connections;
+
+    #[doc = include_str!("../../docs/security.md")]
+    pub struct Security;
+
+    #[doc = include_str!("../../docs/transports.md")]
+    pub struct Transports;
+
+    #[doc = include_str!("../../docs/tracing.md")]
+    pub struct Tracing;
+
+    #[doc = include_str!("../../docs/performance.md")]
+    pub struct Performance;
+
+    #[doc = include_str!("../../docs/wire.md")]
+    pub struct Wire;
+
+    #[doc = include_str!("../../docs/lineage.md")]
+    pub struct Lineage;
+}

@@ -162,12 +162,22 @@ async fn a_draining_server_refuses_new_calls_and_finishes_running_ones() {
             let g = GaugeClient::new(&client);
             let running = tokio::spawn({
                 let g = g.clone();
-                async move { g.hold(400).await }
+                async move { g.hold(1_500).await }
             });
             tokio::time::sleep(Duration::from_millis(50)).await;
             let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert_eq!(g.hold(1).await.unwrap_err(), RpcError::ShuttingDown);
+            // Once the shutdown task has run, new calls are refused while
+            // the long one is still running.
+            loop {
+                match g.hold(1).await {
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(e) => {
+                        assert_eq!(e, RpcError::ShuttingDown);
+                        break;
+                    }
+                }
+            }
+            assert!(!running.is_finished());
             assert_eq!(running.await.unwrap().unwrap(), 1);
             shutdown.await.unwrap();
             // The client learns why the connection ended.
