@@ -24,6 +24,7 @@ use std::time::Duration;
 pub struct PeerConfig {
     pub(crate) max_frame: u32,
     pub(crate) max_in_flight: u32,
+    pub(crate) max_send_queue: usize,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
@@ -37,6 +38,7 @@ impl Default for PeerConfig {
         PeerConfig {
             max_frame: 16 * 1024 * 1024,
             max_in_flight: 1024,
+            max_send_queue: 64 * 1024 * 1024,
             call_timeout: None,
             heartbeat_interval: Some(Duration::from_secs(10)),
             heartbeat_timeout: Duration::from_secs(30),
@@ -52,6 +54,7 @@ impl std::fmt::Debug for PeerConfig {
         f.debug_struct("PeerConfig")
             .field("max_frame", &self.max_frame)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_send_queue", &self.max_send_queue)
             .field("call_timeout", &self.call_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
@@ -75,6 +78,19 @@ impl PeerConfig {
     /// [`RpcError::Busy`](crate::RpcError::Busy) instead of being queued.
     pub fn max_in_flight(mut self, calls: u32) -> Self {
         self.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// How many bytes may wait to be sent to the remote (default 64 MiB).
+    /// A remote that stops reading while more than this piles up, for
+    /// example one that keeps sending calls but never reads the replies, is
+    /// disconnected with
+    /// [`DisconnectReason::Stalled`](crate::DisconnectReason::Stalled)
+    /// instead of growing the queue without bound. One frame alone is
+    /// always queued, however large; raise the limit when several large
+    /// messages are routinely in flight at once.
+    pub fn max_send_queue(mut self, bytes: usize) -> Self {
+        self.max_send_queue = bytes;
         self
     }
 

@@ -191,6 +191,13 @@ pub enum DisconnectReason {
     /// The server refused the connection; the text says why (for example:
     /// too many connections).
     Refused(String),
+    /// The remote stopped reading: more than the send-queue limit
+    /// ([`PeerConfig::max_send_queue`](crate::PeerConfig::max_send_queue))
+    /// piled up for it.
+    Stalled {
+        /// Bytes queued for the remote when the connection was dropped.
+        queued: u64,
+    },
     /// The stream failed with an I/O error.
     Io(String),
 }
@@ -219,6 +226,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::AuthFailed => f.write_str("authentication failed"),
             DisconnectReason::Shutdown => f.write_str("server shutting down"),
             DisconnectReason::Refused(m) => write!(f, "refused: {m}"),
+            DisconnectReason::Stalled { queued } => {
+                write!(f, "peer stopped reading ({queued} bytes queued for it)")
+            }
             DisconnectReason::Io(m) => write!(f, "i/o error: {m}"),
         }
     }

@@ -42,12 +42,26 @@ use crate::dispatch::{Handled, HandlerFuture, Incoming, LookupCache, Registry, S
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, Negotiated, Role};
 use crate::slots::Slots;
-use crate::wire::{
-    decode_header, encode_bare, encode_frame, Header, HANDSHAKE_MAX_FRAME, LEN_PREFIX,
-};
+use crate::wire::{decode_header, encode_bare, encode_frame_within, Header, HANDSHAKE_MAX_FRAME};
 
 /// Queued output above this makes [`Peer::notify`] wait for the writer.
 const OUTBOX_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// How long the writer may go on flushing after the connection closed.
+const FLUSH_GRACE: Duration = Duration::from_secs(2);
+
+/// Finishes a write within [`FLUSH_GRACE`].
+async fn flush_within(
+    write: std::pin::Pin<&mut impl Future<Output = std::io::Result<()>>>,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(FLUSH_GRACE, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the peer did not read what was left to send",
+        )),
+    }
+}
+
 /// A write buffer larger than this is released after use.
 const KEEP_WRITE_CAPACITY: usize = 256 * 1024;
 
@@ -644,6 +658,8 @@ pub(crate) struct Conn {
     next_id: AtomicU64,
     slots: Slots,
     remote_max_frame: usize,
+    /// Bytes queued for the remote beyond which it counts as stalled.
+    max_send_queue: usize,
     closed: watch::Sender<Option<DisconnectReason>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     writer_done: Notify,
@@ -743,6 +759,7 @@ impl Conn {
             next_id: AtomicU64::new(1),
             slots: Slots::new(n.remote_max_in_flight),
             remote_max_frame: n.remote_max_frame as usize,
+            max_send_queue: config.max_send_queue,
             closed: watch::Sender::new(None),
             tasks: Mutex::new(Vec::new()),
             writer_done: Notify::new(),
@@ -856,6 +873,10 @@ impl Conn {
         }
         {
             let mut st = lock(&self.out.state);
+            if matches!(reason, DisconnectReason::Stalled { .. }) {
+                // The remote does not read: what is queued would never leave.
+                st.buf = Vec::new();
+            }
             if goodbye && !st.closing {
                 let bye = match reason {
                     DisconnectReason::Shutdown => Header::Shutdown,
@@ -915,7 +936,7 @@ impl Conn {
         let was_empty = start == 0;
         // A panicking `Serialize` impl must not leave half a frame behind.
         let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            encode_frame(&mut st.buf, header, payload)
+            encode_frame_within(&mut st.buf, header, payload, self.remote_max_frame)
         }));
         match res {
             Ok(Ok(())) => {}
@@ -926,17 +947,26 @@ impl Conn {
                 std::panic::resume_unwind(panic);
             }
         }
-        let size = st.buf.len() - start - LEN_PREFIX;
-        if size > self.remote_max_frame {
-            st.buf.truncate(start);
-            return Err(RpcError::TooLarge {
-                size: size as u64,
-                limit: self.remote_max_frame as u64,
-            });
-        }
+        let queued = st.buf.len();
         drop(st);
+        self.queued(queued, was_empty)
+    }
+
+    /// After bytes were queued: wakes the writer when the queue was empty,
+    /// and ends the connection when the remote lets more pile up than the
+    /// send-queue limit (it stopped reading but may still be sending). One
+    /// frame alone never counts, however large.
+    fn queued(&self, queued: usize, was_empty: bool) -> Result<(), RpcError> {
         if was_empty {
             self.out.wake.notify_one();
+        } else if queued > self.max_send_queue {
+            self.close(
+                DisconnectReason::Stalled {
+                    queued: queued as u64,
+                },
+                false,
+            );
+            return Err(self.closed_error());
         }
         Ok(())
     }
@@ -949,11 +979,9 @@ impl Conn {
         }
         let was_empty = st.buf.is_empty();
         st.buf.extend_from_slice(frame);
+        let queued = st.buf.len();
         drop(st);
-        if was_empty {
-            self.out.wake.notify_one();
-        }
-        Ok(())
+        self.queued(queued, was_empty)
     }
 
     pub(crate) fn send_reply<R: Serialize + ?Sized>(&self, id: u64, value: &R) {
@@ -976,6 +1004,7 @@ impl Conn {
 
     async fn write_loop<W: AsyncWrite + Unpin>(self: Arc<Self>, mut wr: W) {
         let mut spare: Vec<u8> = Vec::new();
+        let mut closed = self.closed.subscribe();
         loop {
             let closing = {
                 let mut st = lock(&self.out.state);
@@ -994,9 +1023,22 @@ impl Conn {
                 continue;
             }
             self.out.space.notify_waiters();
-            let res = match wr.write_all(&spare).await {
-                Ok(()) => wr.flush().await,
-                Err(e) => Err(e),
+            let write = async {
+                wr.write_all(&spare).await?;
+                wr.flush().await
+            };
+            tokio::pin!(write);
+            // A write may wait as long as the remote takes to read while the
+            // connection is open; once it has closed, only `FLUSH_GRACE`
+            // more (a remote that stopped reading must not pin this task
+            // and its buffer forever).
+            let res = if closed.borrow().is_some() {
+                flush_within(write).await
+            } else {
+                tokio::select! {
+                    r = &mut write => r,
+                    _ = closed.changed() => flush_within(write).await,
+                }
             };
             if let Err(e) = res {
                 self.close(DisconnectReason::from_io(&e), false);
@@ -1007,7 +1049,7 @@ impl Conn {
                 spare = Vec::new();
             }
         }
-        let _ = wr.shutdown().await;
+        let _ = tokio::time::timeout(FLUSH_GRACE, wr.shutdown()).await;
         self.writer_done.notify_waiters();
         self.writer_done.notify_one();
     }
@@ -1052,6 +1094,9 @@ impl Conn {
                 Err(e) => break DisconnectReason::Protocol(e.to_string()),
             }
         };
+        // Replies that arrived just before the end (a reply followed by a
+        // goodbye in one read) still reach their callers.
+        self.complete_all(&mut batch.replies);
         self.close(reason, false);
     }
 

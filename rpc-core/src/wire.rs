@@ -147,34 +147,49 @@ pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RpcError> {
 ///
 /// # Errors
 ///
-/// [`RpcError::Encode`] when the payload cannot be encoded.
+/// [`RpcError::Encode`] when the payload cannot be encoded,
+/// [`RpcError::TooLarge`] when the frame would exceed the 4 GiB a length
+/// prefix can announce.
 pub fn encode_frame<P: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     header: &Header<'_>,
     payload: &P,
 ) -> Result<(), RpcError> {
+    encode_frame_within(buf, header, payload, u32::MAX as usize)
+}
+
+/// [`encode_frame`] for a frame of at most `limit` bytes (length prefix not
+/// counted). Encoding stops as soon as the limit is passed, so an oversized
+/// message is refused without first being encoded whole.
+pub(crate) fn encode_frame_within<P: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    header: &Header<'_>,
+    payload: &P,
+    limit: usize,
+) -> Result<(), RpcError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; LEN_PREFIX]);
-    let res = postcard::serialize_with_flavor(header, VecTail(&mut *buf))
-        .and_then(|_| postcard::serialize_with_flavor(payload, VecTail(&mut *buf)));
+    let end = (start + LEN_PREFIX).saturating_add(limit);
+    let over = std::cell::Cell::new(false);
+    let res = postcard::serialize_with_flavor(header, VecTail::new(buf, end, &over))
+        .and_then(|_| postcard::serialize_with_flavor(payload, VecTail::new(buf, end, &over)));
     if let Err(e) = res {
+        let encoded = buf.len() - start - LEN_PREFIX;
         buf.truncate(start);
-        return Err(RpcError::Encode(e.to_string()));
+        return Err(if over.get() {
+            RpcError::TooLarge {
+                size: encoded as u64 + 1,
+                limit: limit as u64,
+            }
+        } else {
+            RpcError::Encode(e.to_string())
+        });
     }
     let len = buf.len() - start - LEN_PREFIX;
-    match u32::try_from(len) {
-        Ok(len) => {
-            buf[start..start + LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
-            Ok(())
-        }
-        Err(_) => {
-            buf.truncate(start);
-            Err(RpcError::TooLarge {
-                size: len as u64,
-                limit: u64::from(u32::MAX),
-            })
-        }
-    }
+    // `limit` is at most `u32::MAX`, so this cannot fail.
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    buf[start..start + LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+    Ok(())
 }
 
 /// Appends a frame with a header and no payload.
@@ -184,8 +199,24 @@ pub(crate) fn encode_bare(buf: &mut Vec<u8>, header: &Header<'_>) {
 }
 
 /// A postcard flavor that appends to a borrowed `Vec` (so a frame is encoded
-/// in place, behind the bytes already queued).
-struct VecTail<'a>(&'a mut Vec<u8>);
+/// in place, behind the bytes already queued), up to a limit.
+struct VecTail<'a> {
+    buf: &'a mut Vec<u8>,
+    end: usize,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<'a> VecTail<'a> {
+    fn new(buf: &'a mut Vec<u8>, end: usize, over: &'a std::cell::Cell<bool>) -> Self {
+        VecTail { buf, end, over }
+    }
+
+    #[cold]
+    fn full(&self) -> postcard::Result<()> {
+        self.over.set(true);
+        Err(postcard::Error::SerializeBufferFull)
+    }
+}
 
 impl postcard::ser_flavors::Flavor for VecTail<'_> {
     type Output = ();
@@ -194,13 +225,19 @@ impl postcard::ser_flavors::Flavor for VecTail<'_> {
     // compiles to plain pushes in the caller's crate instead of a call per byte.
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
+        if self.buf.len() >= self.end {
+            return self.full();
+        }
+        self.buf.push(data);
         Ok(())
     }
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        if data.len() > self.end - self.buf.len() {
+            return self.full();
+        }
+        self.buf.extend_from_slice(data);
         Ok(())
     }
 

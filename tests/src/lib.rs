@@ -2,6 +2,7 @@
 //! every test, and log output when `RUST_LOG` is set.
 
 pub mod fixtures;
+pub mod raw;
 
 use std::future::Future;
 use std::time::Duration;

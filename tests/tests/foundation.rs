@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rpc_core::{DisconnectReason, Peer, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress, ProgressClient};
+use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
 use rpc_tests::{addresses, init_tracing, within};
 use rpc_transport::{Event, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 async fn server_at(addr: &str) -> Server {
     Server::builder()
@@ -256,62 +257,6 @@ async fn a_client_that_vanishes_fails_the_servers_calls_to_it() {
             assert!(server.peer(id).is_none());
         })
         .await;
-    }
-}
-
-/// Opens a raw socket to the server.
-async fn raw(addr: &rpc_transport::Address) -> Box<dyn RawStream> {
-    match addr {
-        rpc_transport::Address::Tcp(hp) => {
-            Box::new(tokio::net::TcpStream::connect(hp.as_str()).await.unwrap())
-        }
-        rpc_transport::Address::Unix(p) => {
-            Box::new(tokio::net::UnixStream::connect(p).await.unwrap())
-        }
-    }
-}
-
-trait RawStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawStream for T {}
-
-/// Reads until the server closes the stream; returns how many bytes came.
-async fn read_until_closed(s: &mut Box<dyn RawStream>) -> usize {
-    let mut sink = Vec::new();
-    let _ = s.read_to_end(&mut sink).await;
-    sink.len()
-}
-
-/// A valid client handshake, written by hand.
-async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
-    use rpc_core::wire::{Handshake, Hello, MAGIC, VERSION};
-    let hello = Handshake::Hello(Hello {
-        max_frame: 1 << 20,
-        max_in_flight: 16,
-        auth: false,
-        nonce: [7; 32],
-        name: Some("raw".into()),
-    });
-    let body = postcard::to_stdvec(&hello).unwrap();
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    s.write_all(&out).await.unwrap();
-    // The server's preamble, hello and verdict.
-    let mut pre = [0u8; 6];
-    s.read_exact(&mut pre).await.unwrap();
-    for _ in 0..2 {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut body = vec![0; u32::from_le_bytes(len) as usize];
-        s.read_exact(&mut body).await.unwrap();
-        let msg: Handshake = postcard::from_bytes(&body).unwrap();
-        if let Handshake::Verdict(v) = msg {
-            assert!(
-                matches!(v, rpc_core::wire::Verdict::Accepted { .. }),
-                "{v:?}"
-            );
-        }
     }
 }
 

@@ -258,3 +258,64 @@ async fn a_reconnecting_client_that_gives_up_tells_why() {
         .await;
     }
 }
+
+/// Echoes bytes back.
+pub struct Mirror;
+
+#[expose]
+impl Mirror {
+    /// Returns `data` unchanged.
+    pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
+    use rpc_core::wire::Header;
+    use rpc_tests::raw::{handshake_by_hand, raw, send_frame};
+
+    for (addr, _dir) in addresses() {
+        within(30, async {
+            let server = Server::builder()
+                .expose(Mirror)
+                .config(PeerConfig::default().max_send_queue(1 << 20))
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let mut events = server.events();
+            let mut s = raw(server.local_addr()).await;
+            handshake_by_hand(&mut s).await;
+            // 64 KiB calls, replies never read: far more than the kernel's
+            // socket buffers and the 1 MiB send-queue limit hold.
+            let chunk = vec![7u8; 64 * 1024];
+            for id in 1..=400u64 {
+                let call = Header::Call {
+                    id,
+                    target: "Mirror.echo",
+                    timeout_ms: 0,
+                };
+                if send_frame(&mut s, &call, &(&chunk,)).await.is_err() {
+                    break; // the server already hung up
+                }
+            }
+            let reason = loop {
+                match events.recv().await {
+                    Some(Event::Disconnected { reason, .. }) => break reason,
+                    Some(_) => {}
+                    None => panic!("event stream ended"),
+                }
+            };
+            assert!(
+                matches!(reason, DisconnectReason::Stalled { queued } if queued > 1 << 20),
+                "{reason:?}"
+            );
+            drop(s);
+            // Everyone else is still served.
+            let good = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let back = MirrorClient::new(&good).echo(vec![1, 2, 3]).await.unwrap();
+            assert_eq!(back, vec![1, 2, 3]);
+        })
+        .await;
+    }
+}
