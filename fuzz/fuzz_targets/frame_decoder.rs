@@ -1,0 +1,149 @@
+//! Bytes → `FrameReader` (fed in chunks) → `decode_header` on every frame.
+//!
+//! Input layout: two bytes of frame limit (u16, little-endian), one byte of
+//! read-chunk size (plus one), then the stream. The frames read and the way
+//! the stream ends are compared with a straightforward reference parser; each
+//! header that decodes must survive `encode_frame` and decode to itself.
+
+#![no_main]
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
+
+use libfuzzer_sys::fuzz_target;
+use rpc_core::codec::FrameReader;
+use rpc_core::wire::{decode_header, encode_frame, LEN_PREFIX};
+use rpc_core::RpcError;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// An in-memory stream that hands out at most `chunk` bytes per read.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl AsyncRead for Chunked<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = self.chunk.min(self.data.len()).min(buf.remaining());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs a future whose only source of `Pending` would be the (always ready)
+/// reader above: it must finish without a wake-up.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..16 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("reading from an always-ready stream did not complete");
+}
+
+#[derive(Debug, PartialEq)]
+enum End {
+    Clean,
+    TooLarge(u64),
+    Truncated,
+}
+
+/// What a correct frame reader yields for `stream` under `limit`.
+fn reference(mut stream: &[u8], limit: u32) -> (Vec<&[u8]>, End) {
+    let mut frames = Vec::new();
+    loop {
+        if stream.is_empty() {
+            return (frames, End::Clean);
+        }
+        if stream.len() < LEN_PREFIX {
+            return (frames, End::Truncated);
+        }
+        let len = u32::from_le_bytes(stream[..LEN_PREFIX].try_into().unwrap());
+        if len > limit {
+            return (frames, End::TooLarge(u64::from(len)));
+        }
+        let total = LEN_PREFIX + len as usize;
+        if stream.len() < total {
+            return (frames, End::Truncated);
+        }
+        frames.push(&stream[LEN_PREFIX..total]);
+        stream = &stream[total..];
+    }
+}
+
+fn check_header(frame: &[u8]) {
+    let Ok((header, payload)) = decode_header(frame) else {
+        return;
+    };
+    // The payload is the tail of the frame, not a copy.
+    let consumed = frame.len() - payload.len();
+    assert_eq!(payload.as_ptr(), frame[consumed..].as_ptr());
+    let mut buf = Vec::new();
+    encode_frame(&mut buf, &header, &()).expect("a decoded header encodes");
+    let body = &buf[LEN_PREFIX..];
+    assert_eq!(
+        body.len(),
+        u32::from_le_bytes(buf[..LEN_PREFIX].try_into().unwrap()) as usize
+    );
+    // postcard accepts over-long varints; its own encoding is the shortest.
+    assert!(
+        body.len() <= consumed,
+        "{header:?}: {} > {consumed}",
+        body.len()
+    );
+    let (again, rest) = decode_header(body).expect("an encoded header decodes");
+    assert_eq!(again, header);
+    assert!(rest.is_empty());
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 3 {
+        return;
+    }
+    let limit = u32::from(u16::from_le_bytes([data[0], data[1]]));
+    let chunk = usize::from(data[2]) + 1;
+    let stream = &data[3..];
+    let (want_frames, want_end) = reference(stream, limit);
+
+    let mut reader = FrameReader::new(
+        Chunked {
+            data: stream,
+            chunk,
+        },
+        limit,
+    );
+    let mut got = 0;
+    loop {
+        match block_on(reader.next_frame()) {
+            Ok(Some(frame)) => {
+                assert!(frame.len() <= limit as usize);
+                assert_eq!(Some(&&frame[..]), want_frames.get(got), "frame {got}");
+                check_header(&frame);
+                got += 1;
+            }
+            Ok(None) => {
+                assert_eq!(want_end, End::Clean);
+                break;
+            }
+            Err(RpcError::TooLarge { size, limit: l }) => {
+                assert_eq!(want_end, End::TooLarge(size));
+                assert_eq!(l, u64::from(limit));
+                break;
+            }
+            Err(RpcError::Protocol(_)) => {
+                assert_eq!(want_end, End::Truncated);
+                break;
+            }
+            Err(e) => panic!("unexpected error from an in-memory stream: {e:?}"),
+        }
+    }
+    assert_eq!(got, want_frames.len());
+});

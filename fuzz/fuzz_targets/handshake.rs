@@ -1,0 +1,162 @@
+//! Bytes from a raw remote → `Peer::accept` or `Peer::connect` on an
+//! in-memory pipe, on a current-thread runtime with a paused clock (a
+//! handshake left waiting times out at once).
+//!
+//! Input layout: one flag byte, then the bytes the remote sends.
+//! - bit 0: this side accepts (else it connects);
+//! - bit 1: the remote closes its write half after its bytes (else it stays
+//!   silent, and the handshake must time out);
+//! - bit 2: this side has a shared secret;
+//! - bit 3: a valid preamble is put in front of the bytes.
+//!
+//! Without a secret the outcome is compared with a reference of what the
+//! handshake must do with these bytes; with one it must fail (the remote
+//! cannot produce a proof over this side's fresh nonce).
+
+#![no_main]
+
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use rpc_core::wire::{Handshake, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
+use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+use tokio::io::AsyncWriteExt;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+enum Expect {
+    /// Success; for the connecting side, with this connection id.
+    Ok(Option<u64>),
+    Protocol,
+    Version(u16),
+    AuthFailed,
+    Timeout,
+    Rejected(RpcError),
+}
+
+/// The next handshake message, or how the handshake fails reading it.
+fn next_message(rest: &mut &[u8], eof: bool) -> Result<Handshake, Expect> {
+    let starved = if eof {
+        Expect::Protocol
+    } else {
+        Expect::Timeout
+    };
+    if rest.len() < LEN_PREFIX {
+        return Err(starved);
+    }
+    let len = u32::from_le_bytes(rest[..LEN_PREFIX].try_into().unwrap());
+    if len > HANDSHAKE_MAX_FRAME {
+        return Err(Expect::Protocol);
+    }
+    let total = LEN_PREFIX + len as usize;
+    if rest.len() < total {
+        return Err(starved);
+    }
+    let body = &rest[LEN_PREFIX..total];
+    *rest = &rest[total..];
+    postcard::from_bytes(body).map_err(|_| Expect::Protocol)
+}
+
+/// What a side without a secret must conclude from the remote's bytes.
+fn expect(bytes: &[u8], eof: bool, accepting: bool) -> Expect {
+    if bytes.len() < 6 {
+        return if eof {
+            Expect::Protocol
+        } else {
+            Expect::Timeout
+        };
+    }
+    if bytes[..4] != MAGIC {
+        return Expect::Protocol;
+    }
+    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+    if version != VERSION {
+        return Expect::Version(version);
+    }
+    let mut rest = &bytes[6..];
+    let hello = match next_message(&mut rest, eof) {
+        Ok(Handshake::Hello(h)) => h,
+        Ok(_) => return Expect::Protocol,
+        Err(e) => return e,
+    };
+    if hello.auth {
+        return Expect::AuthFailed;
+    }
+    if accepting {
+        return Expect::Ok(None);
+    }
+    match next_message(&mut rest, eof) {
+        Ok(Handshake::Verdict(Verdict::Accepted { connection_id })) => {
+            Expect::Ok(Some(connection_id))
+        }
+        Ok(Handshake::Verdict(Verdict::Rejected(e))) => Expect::Rejected(e),
+        Ok(_) => Expect::Protocol,
+        Err(e) => e,
+    }
+}
+
+fn agrees(got: &Result<Peer, RpcError>, want: &Expect) -> bool {
+    match (got, want) {
+        (Ok(_), Expect::Ok(None)) => true,
+        (Ok(p), Expect::Ok(Some(id))) => p.connection_id() == *id,
+        (Err(e), Expect::Rejected(r)) => e == r,
+        (Err(RpcError::Protocol(_)), Expect::Protocol) => true,
+        (Err(RpcError::VersionMismatch { ours, theirs }), Expect::Version(v)) => {
+            *ours == VERSION && theirs == v
+        }
+        (Err(RpcError::AuthFailed(_)), Expect::AuthFailed) => true,
+        (Err(RpcError::Timeout), Expect::Timeout) => true,
+        _ => false,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let accepting = flags & 1 != 0;
+    let eof = flags & 2 != 0;
+    let secret = flags & 4 != 0;
+    let mut bytes = Vec::with_capacity(6 + rest.len());
+    if flags & 8 != 0 {
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&VERSION.to_be_bytes());
+    }
+    bytes.extend_from_slice(&rest[..rest.len().min(32 * 1024)]);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Everything the remote says is in the pipe before the handshake starts.
+        let (mut remote, local) = tokio::io::duplex(64 * 1024);
+        remote.write_all(&bytes).await.unwrap();
+        if eof {
+            remote.shutdown().await.unwrap();
+        }
+        let mut config = PeerConfig::default().handshake_timeout(HANDSHAKE_TIMEOUT);
+        if secret {
+            config = config.secret("fuzz");
+        }
+        let run = async {
+            if accepting {
+                Peer::accept(local, Registry::new(), config, 7).await
+            } else {
+                Peer::connect(local, Registry::new(), config).await
+            }
+        };
+        let got = tokio::time::timeout(HANDSHAKE_TIMEOUT * 10, run)
+            .await
+            .expect("the handshake outlived its own timeout");
+        if secret {
+            assert!(got.is_err(), "authenticated without the secret");
+        } else {
+            let want = expect(&bytes, eof, accepting);
+            assert!(agrees(&got, &want), "got {got:?}, want {want:?}");
+        }
+        drop(remote);
+    });
+});
