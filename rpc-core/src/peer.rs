@@ -1020,9 +1020,6 @@ impl Conn {
             };
             if closing.is_none() {
                 self.out.wake.notified().await;
-                // Let the tasks already woken (callers, handlers) queue their
-                // frames too, so that one write carries them all.
-                tokio::task::yield_now().await;
                 continue;
             }
             self.out.space.notify_waiters();
