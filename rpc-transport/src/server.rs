@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::address::{Address, ToAddress};
-use crate::stream::{Listener, ReadHalf, WriteHalf};
+use crate::stream::{Listener, ReadHalf, SharedListener, WriteHalf};
 
 /// Events buffered per subscriber before the oldest are dropped.
 const EVENT_BUFFER: usize = 1024;
@@ -116,6 +116,7 @@ impl ServerBuilder {
     pub async fn bind(self, addr: impl ToAddress) -> Result<Server, RpcError> {
         let addr = addr.to_address()?;
         let (listener, local) = Listener::bind(&addr).await?;
+        let listener = Arc::new(SharedListener::new(listener));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let inner = Arc::new(Inner {
             addr: local,
@@ -126,6 +127,7 @@ impl ServerBuilder {
             events,
             next_id: AtomicU64::new(1),
             active: AtomicUsize::new(0),
+            listener: listener.clone(),
         });
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
         info!(addr = %inner.addr, "listening");
@@ -138,6 +140,8 @@ impl ServerBuilder {
 
 struct Inner {
     addr: Address,
+    /// Closed first thing on shutdown or drop, which frees the address.
+    listener: Arc<SharedListener>,
     registry: Registry,
     config: PeerConfig,
     max_connections: Option<usize>,
@@ -147,7 +151,8 @@ struct Inner {
     active: AtomicUsize,
 }
 
-/// A listening server. Dropping it stops accepting and closes every
+/// A listening server. Dropping it stops accepting, frees the address
+/// before `drop` returns (it can be bound again at once) and closes every
 /// connection; [`shutdown`](Server::shutdown) does the same gracefully.
 ///
 /// # Examples
@@ -233,6 +238,7 @@ impl Server {
     /// client, then runs the exposed objects' close hooks
     /// ([`Service::close`]).
     pub async fn shutdown(self, grace: Duration) {
+        self.inner.listener.close();
         self.accept.abort();
         for p in self.peers() {
             p.drain();
@@ -260,6 +266,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.inner.listener.close();
         self.accept.abort();
         for p in lock(&self.inner.peers).drain().map(|(_, p)| p) {
             p.close_with(DisconnectReason::Shutdown);
@@ -270,10 +277,11 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: Listener) {
+async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
     loop {
         match listener.accept().await {
-            Ok((rd, wr, remote)) => {
+            Ok(None) => return,
+            Ok(Some((rd, wr, remote))) => {
                 let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("rpc.connection", connection_id = id, %remote);
                 tokio::spawn(serve(inner.clone(), id, rd, wr).instrument(span));

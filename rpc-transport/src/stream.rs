@@ -70,21 +70,52 @@ impl Listener {
         }
     }
 
-    /// Accepts the next connection; returns its halves and a printable
+    /// Polls for the next connection; gives its halves and a printable
     /// description of the remote.
-    pub(crate) async fn accept(&self) -> std::io::Result<(ReadHalf, WriteHalf, String)> {
+    fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<(ReadHalf, WriteHalf, String)>> {
         match self {
-            Listener::Tcp(l) => {
-                let (s, remote) = l.accept().await?;
+            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, remote)| {
                 let (r, w) = halves_tcp(s);
-                Ok((r, w, remote.to_string()))
-            }
-            Listener::Unix(l) => {
-                let (s, _) = l.accept().await?;
+                (r, w, remote.to_string())
+            }),
+            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, _)| {
                 let (r, w) = halves_unix(s);
-                Ok((r, w, "unix peer".to_string()))
-            }
+                (r, w, "unix peer".to_string())
+            }),
         }
+    }
+}
+
+/// A listener that can be closed at once from any thread, even while a task
+/// is waiting on it: dropping a `Server` frees its address before `drop`
+/// returns, so the same address can be bound again right away.
+pub(crate) struct SharedListener(std::sync::Mutex<Option<Listener>>);
+
+impl SharedListener {
+    pub(crate) fn new(listener: Listener) -> Self {
+        SharedListener(std::sync::Mutex::new(Some(listener)))
+    }
+
+    /// The next connection, or `None` once closed. The lock is held only
+    /// while polling, never across a wait.
+    pub(crate) async fn accept(&self) -> std::io::Result<Option<(ReadHalf, WriteHalf, String)>> {
+        std::future::poll_fn(|cx| {
+            let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            match &*guard {
+                Some(l) => l.poll_accept(cx).map_ok(Some),
+                None => std::task::Poll::Ready(Ok(None)),
+            }
+        })
+        .await
+    }
+
+    /// Closes the listening socket now.
+    pub(crate) fn close(&self) {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(taken);
     }
 }
 

@@ -319,3 +319,29 @@ async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_frees_its_address_at_once() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let mut server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let bound = server.local_addr().clone();
+            for _ in 0..20 {
+                let client = rpc_transport::connect(&bound).await.unwrap();
+                assert_eq!(CalcClient::new(&client).add(1, 1).await.unwrap(), 2);
+                drop(server);
+                // No wait: the listening socket is closed by `drop` itself.
+                server = Server::builder()
+                    .expose(Calc::default())
+                    .bind(&bound)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    }
+}
