@@ -136,7 +136,8 @@ async fn main() -> Result<(), RpcError> {
     }
 
     let back = ProgressClient::new(&client_seen_by_server);
-    println!("server: {}", back.hello("server".into()).await?);
+    let answer = back.hello("server".into()).await?;
+    println!("server: called the client's Progress.hello -> {answer:?}");
 
     println!("client: calling long_job(3); the server will call back during it");
     let acks = calc.run_job(3).await??;
