@@ -69,3 +69,35 @@ pub mod guide {
     #[doc = include_str!("../../docs/lineage.md")]
     pub struct Lineage;
 }
+
+/// The server-side peer of the next connection the server reports.
+///
+/// # Panics
+///
+/// When the server's event stream ends first.
+pub async fn accepted(events: &mut rpc_transport::Events) -> rpc_core::Peer {
+    loop {
+        match events.recv().await {
+            Some(rpc_transport::Event::Connected(p)) => return p,
+            Some(_) => {}
+            None => panic!("event stream ended"),
+        }
+    }
+}
+
+/// The id and reason of the next connection the server reports ended.
+///
+/// # Panics
+///
+/// When the server's event stream ends first.
+pub async fn next_disconnect(
+    events: &mut rpc_transport::Events,
+) -> (u64, rpc_core::DisconnectReason) {
+    loop {
+        match events.recv().await {
+            Some(rpc_transport::Event::Disconnected { id, reason }) => return (id, reason),
+            Some(_) => {}
+            None => panic!("event stream ended"),
+        }
+    }
+}

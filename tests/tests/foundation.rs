@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rpc_core::{DisconnectReason, Peer, RpcError};
+use rpc_core::{DisconnectReason, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress, ProgressClient};
 use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
-use rpc_tests::{addresses, init_tracing, within};
-use rpc_transport::{Event, Server};
+use rpc_tests::{accepted, addresses, init_tracing, next_disconnect, within};
+use rpc_transport::Server;
 use tokio::io::AsyncWriteExt;
 
 async fn server_at(addr: &str) -> Server {
@@ -19,15 +19,6 @@ async fn server_at(addr: &str) -> Server {
         .bind(addr)
         .await
         .unwrap()
-}
-
-/// The server-side peer of the next connection.
-async fn accepted(events: &mut rpc_transport::Events) -> Peer {
-    loop {
-        if let Some(Event::Connected(p)) = events.recv().await {
-            return p;
-        }
-    }
 }
 
 #[tokio::test]
@@ -239,16 +230,10 @@ async fn a_client_that_vanishes_fails_the_servers_calls_to_it() {
                     || e.as_ref().unwrap_err().is_connection_error(),
                 "{e:?}"
             );
-            loop {
-                match events.recv().await {
-                    Some(Event::Disconnected { id: gone, reason }) if gone == id => {
-                        assert_eq!(reason, DisconnectReason::ClosedByPeer);
-                        break;
-                    }
-                    Some(_) => {}
-                    None => panic!("event stream ended"),
-                }
-            }
+            assert_eq!(
+                next_disconnect(&mut events).await,
+                (id, DisconnectReason::ClosedByPeer)
+            );
             let e = ProgressClient::new(&server_side)
                 .double(1)
                 .await
@@ -301,16 +286,9 @@ async fn hostile_bytes_close_only_their_own_connection() {
             // Each hostile connection was dropped with a protocol reason.
             let mut protocol_errors = 0;
             while protocol_errors < 4 {
-                match events.recv().await {
-                    Some(Event::Disconnected {
-                        reason: DisconnectReason::Protocol(m),
-                        ..
-                    }) => {
-                        assert!(!m.is_empty());
-                        protocol_errors += 1;
-                    }
-                    Some(_) => {}
-                    None => panic!("event stream ended"),
+                if let (_, DisconnectReason::Protocol(m)) = next_disconnect(&mut events).await {
+                    assert!(!m.is_empty());
+                    protocol_errors += 1;
                 }
             }
             // The well-behaved clients, old and new, are served throughout.

@@ -8,19 +8,9 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{DisconnectReason, PeerConfig, RpcError, Status};
 use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient, Progress, ProgressClient};
-use rpc_tests::{addresses, init_tracing, within};
+use rpc_tests::{addresses, init_tracing, next_disconnect, within};
 use rpc_transport::{server_available, Backoff, Event, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn next_disconnect(events: &mut rpc_transport::Events) -> (u64, DisconnectReason) {
-    loop {
-        match events.recv().await {
-            Some(Event::Disconnected { id, reason }) => return (id, reason),
-            Some(_) => {}
-            None => panic!("event stream ended"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn events_report_connects_and_disconnects_with_ids_and_names() {

@@ -8,19 +8,8 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{expose, DisconnectReason, PeerConfig, RpcError, Status};
 use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient};
-use rpc_tests::{addresses, within};
-use rpc_transport::{Backoff, Event, Server};
-
-/// The server-side peer of the next connection.
-async fn accepted(events: &mut rpc_transport::Events) -> rpc_core::Peer {
-    loop {
-        match events.recv().await {
-            Some(Event::Connected(p)) => return p,
-            Some(_) => {}
-            None => panic!("event stream ended"),
-        }
-    }
-}
+use rpc_tests::{accepted, addresses, next_disconnect, within};
+use rpc_transport::{Backoff, Server};
 
 #[tokio::test]
 async fn a_typed_stub_uses_the_peers_default_timeout() {
@@ -202,19 +191,11 @@ async fn a_refused_connection_is_reported_in_the_events() {
             .await
             .unwrap_err();
         assert!(matches!(e, RpcError::Refused(_)), "{e:?}");
-        loop {
-            match events.recv().await {
-                Some(Event::Disconnected { reason, .. }) => {
-                    assert!(
-                        matches!(&reason, DisconnectReason::Refused(m) if m.contains("too many")),
-                        "{reason:?}"
-                    );
-                    break;
-                }
-                Some(_) => {}
-                None => panic!("event stream ended"),
-            }
-        }
+        let (_, reason) = next_disconnect(&mut events).await;
+        assert!(
+            matches!(&reason, DisconnectReason::Refused(m) if m.contains("too many")),
+            "{reason:?}"
+        );
     })
     .await;
 }
@@ -299,13 +280,7 @@ async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
                     break; // the server already hung up
                 }
             }
-            let reason = loop {
-                match events.recv().await {
-                    Some(Event::Disconnected { reason, .. }) => break reason,
-                    Some(_) => {}
-                    None => panic!("event stream ended"),
-                }
-            };
+            let (_, reason) = next_disconnect(&mut events).await;
             assert!(
                 matches!(reason, DisconnectReason::Stalled { queued } if queued > 1 << 20),
                 "{reason:?}"

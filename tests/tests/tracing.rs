@@ -26,7 +26,8 @@ struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), format!("{value:?}"));
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -39,7 +40,10 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
         let mut fields = BTreeMap::new();
         attrs.record(&mut Fields(&mut fields));
         let name = attrs.metadata().name().to_string();
-        self.spans.lock().unwrap().insert(id.into_u64(), (name, fields));
+        self.spans
+            .lock()
+            .unwrap()
+            .insert(id.into_u64(), (name, fields));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
