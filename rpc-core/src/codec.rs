@@ -43,6 +43,23 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader that refuses frames longer than `max_frame` bytes.
+    ///
+    /// Nothing is read until a frame is asked for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::codec::FrameReader;
+    ///
+    /// let bytes: &[u8] = &[2, 0, 0, 0, b'h', b'i'];
+    /// let mut r = FrameReader::new(bytes, 1024);
+    /// assert_eq!(&r.next_frame().await?.unwrap()[..], b"hi");
+    /// assert!(r.next_frame().await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(io: R, max_frame: u32) -> Self {
         FrameReader {
             io,
@@ -53,6 +70,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Changes the frame limit (after the handshake raises it).
+    ///
+    /// A frame refused by the old limit stays in the buffer, so it can be
+    /// read once the limit allows it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::{codec::FrameReader, RpcError};
+    ///
+    /// let bytes: &[u8] = &[8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    /// let mut r = FrameReader::new(bytes, 4);
+    /// let err = r.next_frame().await.unwrap_err();
+    /// assert_eq!(err, RpcError::TooLarge { size: 8, limit: 4 });
+    /// r.set_max_frame(8);
+    /// assert_eq!(r.next_frame().await?.unwrap().len(), 8);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_max_frame(&mut self, max_frame: u32) {
         self.max_frame = max_frame;
     }
@@ -62,6 +99,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// # Errors
     ///
     /// [`RpcError::TooLarge`] when the announced length exceeds the limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::codec::FrameReader;
+    ///
+    /// // One whole frame (`[9]`), then the first half of a length prefix.
+    /// let bytes: &[u8] = &[1, 0, 0, 0, 9, 1, 0];
+    /// let mut r = FrameReader::new(bytes, 16);
+    /// assert_eq!(r.buffered_frame()?, None); // nothing has been read yet
+    /// assert!(r.fill().await?);
+    /// assert_eq!(r.buffered_frame()?.as_deref(), Some(&[9u8][..]));
+    /// assert_eq!(r.buffered_frame()?, None); // the rest is incomplete
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
         if self.buf.len() < LEN_PREFIX {
             return Ok(None);
@@ -86,13 +141,35 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(Some(frame.freeze()))
     }
 
-    /// Reads more bytes into the buffer; returns `false` at a clean end of
+    /// Reads more bytes into the buffer.
+    ///
+    /// Returns `true` when bytes were read, and `false` at a clean end of
     /// stream (no partial frame pending).
     ///
     /// # Errors
     ///
-    /// [`RpcError::Io`] on a read error, [`RpcError::Protocol`] when the
-    /// stream ends in the middle of a frame.
+    /// [`RpcError::Protocol`] when the stream ends in the middle of a frame;
+    /// on a read error, [`RpcError::ConnectionClosed`] when the stream was
+    /// reset or broken by the other end and [`RpcError::Io`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::{codec::FrameReader, RpcError};
+    ///
+    /// let mut r = FrameReader::new(&[1, 0, 0, 0, 7][..], 16);
+    /// assert!(r.fill().await?);
+    /// assert_eq!(r.buffered_frame()?.as_deref(), Some(&[7u8][..]));
+    /// assert!(!r.fill().await?); // clean end of stream
+    ///
+    /// let mut cut = FrameReader::new(&[5, 0, 0][..], 16);
+    /// assert!(cut.fill().await?);
+    /// assert!(matches!(cut.fill().await, Err(RpcError::Protocol(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn fill(&mut self) -> Result<bool, RpcError> {
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = BytesMut::new();
@@ -124,6 +201,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// # Errors
     ///
     /// As [`buffered_frame`](Self::buffered_frame) and [`fill`](Self::fill).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::codec::FrameReader;
+    /// use rpc_core::wire::{decode_header, encode_frame, Header};
+    ///
+    /// let mut bytes = Vec::new();
+    /// encode_frame(&mut bytes, &Header::Ping { id: 1 }, &())?;
+    /// encode_frame(&mut bytes, &Header::Goodbye, &())?;
+    /// let mut r = FrameReader::new(&bytes[..], 1024);
+    /// let frame = r.next_frame().await?.unwrap();
+    /// assert_eq!(decode_header(&frame)?.0, Header::Ping { id: 1 });
+    /// let frame = r.next_frame().await?.unwrap();
+    /// assert_eq!(decode_header(&frame)?.0, Header::Goodbye);
+    /// assert!(r.next_frame().await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
         loop {
             if let Some(f) = self.buffered_frame()? {
@@ -137,9 +235,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads exactly `out.len()` raw bytes (the preamble).
     ///
+    /// Bytes already buffered are used first, and bytes after `out.len()`
+    /// stay buffered for the next frame.
+    ///
     /// # Errors
     ///
-    /// [`RpcError::Io`] on a read error or an early end of stream.
+    /// [`RpcError::ConnectionClosed`] when the stream ends (or is reset)
+    /// before `out` is full, [`RpcError::Io`] on another read error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::{codec::FrameReader, wire::MAGIC, RpcError};
+    ///
+    /// let bytes: &[u8] = b"RPC\x7f\x00\x01\x02\x00\x00\x00hi";
+    /// let mut r = FrameReader::new(bytes, 1024);
+    /// let mut preamble = [0u8; 6];
+    /// r.read_raw(&mut preamble).await?;
+    /// assert_eq!(preamble[..4], MAGIC);
+    /// assert_eq!(&r.next_frame().await?.unwrap()[..], b"hi");
+    /// let err = r.read_raw(&mut [0u8; 1]).await.unwrap_err();
+    /// assert!(matches!(err, RpcError::ConnectionClosed(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), RpcError> {
         let buffered = self.buf.len().min(out.len());
         out[..buffered].copy_from_slice(&self.buf[..buffered]);
@@ -151,6 +272,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The underlying stream.
+    ///
+    /// Bytes the reader has already taken from it wait in the reader's
+    /// buffer, not in the stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// use rpc_core::codec::FrameReader;
+    ///
+    /// let mut r = FrameReader::new(&[1, 0, 0, 0, b'x'][..], 16);
+    /// assert_eq!(r.get_mut().len(), 5); // nothing read yet
+    /// assert!(r.next_frame().await?.is_some());
+    /// assert!(r.get_mut().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.io
     }

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Settings of one side of a connection. Both sides announce their limits in
-/// the handshake and each respects the other's.
+/// Settings of one side of a connection.
+///
+/// Both sides announce their limits in the handshake and each respects the
+/// other's.
 ///
 /// # Examples
 ///
@@ -66,22 +68,92 @@ impl std::fmt::Debug for PeerConfig {
 }
 
 impl PeerConfig {
-    /// The largest frame this side accepts (default 16 MiB). Larger frames
-    /// are refused before they are allocated and close the connection.
+    /// The largest frame this side accepts (default 16 MiB, at least 1024).
+    ///
+    /// A larger frame from the remote is refused before it is allocated and
+    /// closes the connection. The remote learns the limit in the handshake
+    /// and refuses to send a larger message: its call fails with
+    /// [`RpcError::TooLarge`](crate::RpcError::TooLarge) and the connection
+    /// stays open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (_server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default().max_frame(4096), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// let err = client.notify("Log.write", &vec![0u8; 10_000]).await.unwrap_err();
+    /// assert!(matches!(err, RpcError::TooLarge { limit: 4096, .. }));
+    /// assert!(client.is_connected());
+    /// assert_eq!(PeerConfig::default().max_frame(10).max_frame_len(), 1024);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_frame(mut self, bytes: u32) -> Self {
         self.max_frame = bytes.max(1024);
         self
     }
 
-    /// How many of the remote's calls this side runs at once (default 1024).
-    /// The remote limits itself to this; a call beyond it gets
+    /// How many of the remote's calls this side runs at once (default 1024,
+    /// at least 1).
+    ///
+    /// The remote learns the limit in the handshake and limits itself to
+    /// it: its calls beyond the limit wait on its side for a free slot. A
+    /// call that arrives beyond the limit anyway gets
     /// [`RpcError::Busy`](crate::RpcError::Busy) instead of being queued.
+    /// Notifications are counted apart, against the same limit; one beyond
+    /// it is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// #[derive(Default)]
+    /// pub struct Worker { running: AtomicU32 }
+    ///
+    /// #[expose]
+    /// impl Worker {
+    ///     /// Returns how many calls were running when this one started.
+    ///     pub async fn work(&self) -> u32 {
+    ///         let n = self.running.fetch_add(1, SeqCst) + 1;
+    ///         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ///         self.running.fetch_sub(1, SeqCst);
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let served = Registry::new();
+    /// served.expose(Worker::default());
+    /// let one_at_a_time = PeerConfig::default().max_in_flight(1);
+    /// let (_server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, one_at_a_time, 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// let w = WorkerClient::new(&client);
+    /// let (x, y) = tokio::join!(w.work(), w.work());
+    /// // Both succeed, one after the other: the second waited for a slot.
+    /// assert_eq!((x?, y?), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_in_flight(mut self, calls: u32) -> Self {
         self.max_in_flight = calls.max(1);
         self
     }
 
     /// How many bytes may wait to be sent to the remote (default 64 MiB).
+    ///
     /// A remote that stops reading while more than this piles up, for
     /// example one that keeps sending calls but never reads the replies, is
     /// disconnected with
@@ -89,65 +161,224 @@ impl PeerConfig {
     /// instead of growing the queue without bound. One frame alone is
     /// always queued, however large; raise the limit when several large
     /// messages are routinely in flight at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::PeerConfig;
+    ///
+    /// let config = PeerConfig::default().max_send_queue(256 * 1024 * 1024);
+    /// assert!(format!("{config:?}").contains("max_send_queue: 268435456"));
+    /// ```
     pub fn max_send_queue(mut self, bytes: usize) -> Self {
         self.max_send_queue = bytes;
         self
     }
 
     /// The default timeout of calls made through this side (default: none).
+    ///
+    /// It applies to [`Peer::call`](crate::Peer::call) and to the stubs
+    /// that `#[expose]` generates; the handler on the other side sees the
+    /// deadline too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// pub struct Sleepy;
+    /// #[expose]
+    /// impl Sleepy {
+    ///     pub async fn nap(&self, ms: u64) {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let served = Registry::new();
+    /// served.expose(Sleepy);
+    /// let impatient = PeerConfig::default().call_timeout(Some(Duration::from_millis(20)));
+    /// let (_server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, PeerConfig::default(), 1),
+    ///     Peer::connect(b, Registry::new(), impatient),
+    /// )?;
+    /// assert_eq!(SleepyClient::new(&client).nap(0).await, Ok(()));
+    /// assert_eq!(SleepyClient::new(&client).nap(5_000).await, Err(RpcError::Timeout));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.call_timeout = timeout;
         self
     }
 
-    /// Ping the remote after `interval` without traffic (default 10 s) and
-    /// drop the connection after `timeout` without any frame from it
-    /// (default 30 s). `None` turns heartbeats off altogether: no pings, and
-    /// no dead-peer detection on this side (the remote's own heartbeats
-    /// still answer).
+    /// Pings the remote after `interval` without a frame from it and drops
+    /// the connection after `timeout` without one.
+    ///
+    /// The defaults are 10 s and 30 s; a ping goes out after half of
+    /// `timeout` at the latest. `None` turns heartbeats off altogether: no
+    /// pings, and no dead-peer detection on this side (this side still
+    /// answers the remote's pings).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::PeerConfig;
+    ///
+    /// let quiet = PeerConfig::default().heartbeat(None, Duration::from_secs(30));
+    /// assert!(format!("{quiet:?}").contains("heartbeat_interval: None"));
+    /// let (interval, timeout) = (Duration::from_secs(1), Duration::from_secs(3));
+    /// let eager = PeerConfig::default().heartbeat(Some(interval), timeout);
+    /// assert!(format!("{eager:?}").contains("heartbeat_timeout: 3s"));
+    /// ```
     pub fn heartbeat(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
         self.heartbeat_interval = interval;
         self.heartbeat_timeout = timeout;
         self
     }
 
-    /// How long the handshake may take (default 10 s). A socket that
-    /// connects and says nothing is dropped after this.
+    /// How long the handshake may take (default 10 s).
+    ///
+    /// A socket that connects and says nothing is dropped after this; the
+    /// handshake fails with [`RpcError::Timeout`](crate::RpcError::Timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, _silent) = tokio::io::duplex(1024); // nobody answers on `_silent`
+    /// let config = PeerConfig::default().handshake_timeout(Duration::from_millis(20));
+    /// let err = Peer::connect(a, Registry::new(), config).await.unwrap_err();
+    /// assert_eq!(err, RpcError::Timeout);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
-    /// Requires mutual authentication with this shared secret. Both sides
-    /// must be configured with the same secret.
+    /// Requires mutual authentication with this shared secret.
+    ///
+    /// Both sides must be configured with the same secret; otherwise the
+    /// handshake fails with [`RpcError::AuthFailed`](crate::RpcError::AuthFailed).
+    /// The secret itself never crosses the wire, and `Debug` does not show it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default().secret("right"), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default().secret("wrong")),
+    /// );
+    /// assert!(matches!(server, Err(RpcError::AuthFailed(_))));
+    /// assert!(matches!(client, Err(RpcError::AuthFailed(_))));
+    /// assert!(!format!("{:?}", PeerConfig::default().secret("right")).contains("right"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secret = Some(Arc::from(secret.as_ref()));
         self
     }
 
-    /// An identifier announced to the remote in the handshake (visible there
-    /// as [`CallContext::remote_name`](crate::CallContext::remote_name)).
+    /// An identifier announced to the remote in the handshake.
+    ///
+    /// The remote sees it as
+    /// [`CallContext::remote_name`](crate::CallContext::remote_name) and
+    /// [`Peer::remote_name`](crate::Peer::remote_name).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default().name("worker-7")),
+    /// )?;
+    /// assert_eq!(server.remote_name().as_deref(), Some("worker-7"));
+    /// assert_eq!(client.remote_name(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// The configured frame limit in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::PeerConfig;
+    ///
+    /// assert_eq!(PeerConfig::default().max_frame_len(), 16 * 1024 * 1024);
+    /// assert_eq!(PeerConfig::default().max_frame(1 << 20).max_frame_len(), 1 << 20);
+    /// ```
     pub fn max_frame_len(&self) -> u32 {
         self.max_frame
     }
 
     /// The configured default call timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::PeerConfig;
+    ///
+    /// assert_eq!(PeerConfig::default().default_call_timeout(), None);
+    /// let config = PeerConfig::default().call_timeout(Some(Duration::from_secs(5)));
+    /// assert_eq!(config.default_call_timeout(), Some(Duration::from_secs(5)));
+    /// ```
     pub fn default_call_timeout(&self) -> Option<Duration> {
         self.call_timeout
     }
 
     /// The configured handshake timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::PeerConfig;
+    ///
+    /// assert_eq!(PeerConfig::default().handshake_time_limit(), Duration::from_secs(10));
+    /// let config = PeerConfig::default().handshake_timeout(Duration::from_secs(2));
+    /// assert_eq!(config.handshake_time_limit(), Duration::from_secs(2));
+    /// ```
     pub fn handshake_time_limit(&self) -> Duration {
         self.handshake_timeout
     }
 
     /// Whether a shared secret is configured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::PeerConfig;
+    ///
+    /// assert!(!PeerConfig::default().has_secret());
+    /// assert!(PeerConfig::default().secret("s3cret").has_secret());
+    /// ```
     pub fn has_secret(&self) -> bool {
         self.secret.is_some()
     }

@@ -32,7 +32,8 @@ pub enum RpcError {
     /// The peer is not connected right now (a reconnecting client between
     /// connections). Calls fail fast instead of waiting; nothing is retried.
     NotConnected,
-    /// The call's deadline passed (on either side).
+    /// The call's deadline passed (on either side), or the handshake took
+    /// longer than [`PeerConfig::handshake_timeout`](crate::PeerConfig::handshake_timeout).
     Timeout,
     /// No object is exposed under this name on the remote peer.
     UnknownObject(String),
@@ -49,9 +50,12 @@ pub enum RpcError {
     BadReply(String),
     /// The remote handler panicked; the message is the panic's payload.
     RemotePanic(String),
-    /// A message exceeded the frame limit and was not sent.
+    /// A message exceeded the frame limit and was not sent (or, from a
+    /// [`FrameReader`](crate::codec::FrameReader), not read).
     TooLarge {
-        /// Size of the encoded frame in bytes.
+        /// Size of the frame in bytes, as far as it is known: a message
+        /// refused before sending is not encoded whole, so for it this is
+        /// only a lower bound.
         size: u64,
         /// The limit it exceeded.
         limit: u64,

@@ -75,6 +75,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Where a connection is in its life.
 ///
 /// Watch it with [`Peer::status`].
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::{Peer, PeerConfig, Registry, Status};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let waiting = Peer::detached(Registry::new(), PeerConfig::default());
+/// assert_eq!(*waiting.status().borrow(), Status::Connecting);
+/// # let (a, b) = tokio::io::duplex(64 * 1024);
+/// # let (server, client) = tokio::try_join!(
+/// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+/// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+/// # )?;
+/// assert_eq!(*client.status().borrow(), Status::Connected);
+/// client.close().await;
+/// assert_eq!(*client.status().borrow(), Status::Closed);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Status {
@@ -90,6 +111,25 @@ pub enum Status {
 }
 
 /// Which end of a new connection this side is, for [`Peer::establish`].
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::{Peer, PeerConfig, Registry, Side};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let (a, b) = tokio::io::duplex(64 * 1024);
+/// let ((ar, aw), (br, bw)) = (tokio::io::split(a), tokio::io::split(b));
+/// let accepting = Side::Accept { connection_id: 5 };
+/// let (server, client) = tokio::try_join!(
+///     Peer::establish(ar, aw, Registry::new(), PeerConfig::default(), accepting),
+///     Peer::establish(br, bw, Registry::new(), PeerConfig::default(), Side::Connect),
+/// )?;
+/// assert_eq!((server.connection_id(), client.connection_id()), (5, 5));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// This side dialed.
@@ -106,11 +146,12 @@ struct Lifecycle {
     reconnect: AtomicBool,
 }
 
-/// A handle to one end of a connection. Both ends are `Peer`s: each can call
-/// objects the other exposed, and serve calls to its own.
+/// A handle to one end of a connection.
 ///
-/// Cheap to clone. The connection closes on [`close`](Peer::close), when the
-/// other side goes away, or when the last handle is dropped.
+/// Both ends are `Peer`s: each can call objects the other exposed, and
+/// serve calls to its own. Cheap to clone. The connection closes on
+/// [`close`](Peer::close), when the other side goes away, or when the last
+/// handle is dropped.
 ///
 /// # Examples
 ///
@@ -147,6 +188,26 @@ pub struct Peer {
 }
 
 /// A handle that does not keep the connection open; see [`Peer::downgrade`].
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// # let (a, b) = tokio::io::duplex(64 * 1024);
+/// # let (server, client) = tokio::try_join!(
+/// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+/// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+/// # )?;
+/// let weak = client.downgrade();
+/// drop(client); // the last handle: the connection closes
+/// assert!(weak.upgrade().is_none());
+/// assert_eq!(server.closed().await, DisconnectReason::ClosedByPeer);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct WeakPeer {
     shared: Weak<Shared>,
@@ -179,6 +240,18 @@ impl std::fmt::Debug for Peer {
 
 impl WeakPeer {
     /// The peer, if any handle to it is still alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// let peer = Peer::detached(Registry::new(), PeerConfig::default());
+    /// let weak = peer.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(peer);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
     pub fn upgrade(&self) -> Option<Peer> {
         self.shared.upgrade().map(|shared| Peer { shared })
     }
@@ -199,13 +272,39 @@ impl WeakPeer {
 
 impl Peer {
     /// Dials over `io` (any byte stream) and runs the handshake as the
-    /// connecting side. `registry` holds the objects this side serves.
+    /// connecting side.
+    ///
+    /// `registry` holds the objects this side serves.
     ///
     /// # Errors
     ///
     /// The handshake's errors: [`RpcError::VersionMismatch`],
     /// [`RpcError::AuthFailed`], [`RpcError::Refused`],
     /// [`RpcError::Protocol`], [`RpcError::Timeout`], [`RpcError::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncWriteExt;
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 3),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// assert_eq!(client.connection_id(), 3);
+    ///
+    /// // Something that does not speak the protocol:
+    /// let (a, mut b) = tokio::io::duplex(1024);
+    /// b.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await?;
+    /// let err = Peer::connect(a, Registry::new(), PeerConfig::default()).await.unwrap_err();
+    /// assert!(matches!(err, RpcError::Protocol(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect<IO>(
         io: IO,
         registry: Registry,
@@ -221,9 +320,37 @@ impl Peer {
     /// Runs the handshake as the accepting side over `io`, giving the
     /// connection the id `connection_id`.
     ///
+    /// `registry` holds the objects this side serves.
+    ///
     /// # Errors
     ///
     /// As [`Peer::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let served = Registry::new();
+    /// served.expose(Calc);
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, PeerConfig::default(), 42),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// assert_eq!(server.connection_id(), 42);
+    /// assert_eq!(client.call::<i64, _>("Calc.add", &(2i64, 3i64)).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn accept<IO>(
         io: IO,
         registry: Registry,
@@ -238,11 +365,33 @@ impl Peer {
     }
 
     /// Runs the handshake over separate read and write halves and starts the
-    /// connection's tasks. Transports use this with their socket's halves.
+    /// connection's tasks.
+    ///
+    /// Transports use this with their socket's halves.
     ///
     /// # Errors
     ///
     /// As [`Peer::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, Side};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(a);
+    /// let config = PeerConfig::default();
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::establish(rd, wr, Registry::new(), config, Side::Accept { connection_id: 8 }),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// assert_eq!(client.connection_id(), 8);
+    /// assert!(server.is_connected());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn establish<R, W>(
         rd: R,
         wr: W,
@@ -259,9 +408,26 @@ impl Peer {
         Ok(peer)
     }
 
-    /// A peer with no connection yet (status [`Status::Connecting`]); calls
-    /// fail with [`RpcError::NotConnected`] until [`attach`](Peer::attach)
-    /// succeeds. Used by reconnecting clients.
+    /// A peer with no connection yet (status [`Status::Connecting`]).
+    ///
+    /// Calls fail with [`RpcError::NotConnected`] until
+    /// [`attach`](Peer::attach) succeeds. Used by reconnecting clients.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let peer = Peer::detached(Registry::new(), PeerConfig::default());
+    /// assert_eq!(*peer.status().borrow(), Status::Connecting);
+    /// assert_eq!(peer.connection_id(), 0);
+    /// let err = peer.call::<i64, _>("Calc.add", &(1i64, 2i64)).await.unwrap_err();
+    /// assert_eq!(err, RpcError::NotConnected);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn detached(registry: Registry, config: PeerConfig) -> Peer {
         let life = Arc::new(Lifecycle {
             status: watch::Sender::new(Status::Connecting),
@@ -279,11 +445,34 @@ impl Peer {
     }
 
     /// Runs the handshake on a new stream and makes it this peer's
-    /// connection. The previous connection, if any, must have closed.
+    /// connection.
+    ///
+    /// The previous connection, if any, must have closed. On success the
+    /// status becomes [`Status::Connected`].
     ///
     /// # Errors
     ///
     /// As [`Peer::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, Side, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let client = Peer::detached(Registry::new(), PeerConfig::default());
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(b);
+    /// let (server, ()) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 4),
+    ///     client.attach(rd, wr, Side::Connect),
+    /// )?;
+    /// assert_eq!(*client.status().borrow(), Status::Connected);
+    /// assert_eq!(client.connection_id(), server.connection_id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn attach<R, W>(&self, rd: R, mut wr: W, side: Side) -> Result<(), RpcError>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -312,11 +501,35 @@ impl Peer {
     }
 
     /// Answers a connection attempt with a refusal (for example: too many
-    /// connections). The dialer gets `error` from its connect call.
+    /// connections).
+    ///
+    /// The dialer gets `error` from its connect call. Returns the error the
+    /// handshake ended with, as below.
     ///
     /// # Errors
     ///
     /// The handshake's own errors; `error` itself when the refusal was sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(a);
+    /// let config = PeerConfig::default();
+    /// let full = RpcError::Refused("too many connections".into());
+    /// let (refused, dialed) = tokio::join!(
+    ///     Peer::refuse(rd, wr, &config, full.clone()),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// );
+    /// assert_eq!(refused, full);
+    /// assert_eq!(dialed.unwrap_err(), full);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn refuse<R, W>(rd: R, mut wr: W, config: &PeerConfig, error: RpcError) -> RpcError
     where
         R: AsyncRead + Unpin,
@@ -333,26 +546,71 @@ impl Peer {
         }
     }
 
-    /// Turns on reconnect mode: when the connection is lost the status goes to
+    /// Turns reconnect mode on or off.
+    ///
+    /// In reconnect mode, when the connection is lost the status goes to
     /// [`Status::Reconnecting`] instead of [`Status::Closed`], and whoever
     /// dials (the transport) may [`attach`](Peer::attach) a new stream.
+    /// [`close`](Peer::close) turns it off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// client.set_reconnecting(true);
+    /// server.close().await; // the connection is lost
+    /// let mut status = client.status();
+    /// let now = *status.wait_for(|s| *s != Status::Connected).await.unwrap();
+    /// assert_eq!(now, Status::Reconnecting);
+    /// assert_eq!(client.call::<(), _>("Any.thing", &()).await, Err(RpcError::NotConnected));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_reconnecting(&self, on: bool) {
         self.shared.life.reconnect.store(on, Ordering::SeqCst);
     }
 
     /// A handle that does not keep the connection open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let weak = client.downgrade();
+    /// assert_eq!(weak.upgrade().unwrap().connection_id(), client.connection_id());
+    /// drop(client);
+    /// assert!(weak.upgrade().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn downgrade(&self) -> WeakPeer {
         WeakPeer {
             shared: Arc::downgrade(&self.shared),
         }
     }
 
-    /// Calls `target` (`"Object.method"`) with `args` (a tuple of the
-    /// method's parameters; a single parameter may be passed bare) and waits
-    /// for the reply, with the peer's default timeout.
+    /// Calls `target` (`"Object.method"`) with `args` and waits for the reply.
     ///
-    /// Dropping the returned future cancels the call: the remote handler is
-    /// told to stop.
+    /// `args` is a tuple of the method's parameters; a single parameter may
+    /// be passed bare. The peer's default timeout applies
+    /// ([`PeerConfig::call_timeout`]). Dropping the returned future cancels
+    /// the call: the remote handler is told to stop.
     ///
     /// # Errors
     ///
@@ -362,10 +620,30 @@ impl Peer {
     ///
     /// # Examples
     ///
-    /// ```no_run
-    /// # async fn f(peer: rpc_core::Peer) -> Result<(), rpc_core::RpcError> {
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// pub struct Calculator;
+    /// #[expose]
+    /// impl Calculator {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Calculator);
+    /// # let (_server, peer) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
     /// let sum: i64 = peer.call("Calculator.add", &(2i64, 3i64)).await?;
-    /// # Ok(()) }
+    /// assert_eq!(sum, 5);
+    /// let wrong = peer.call::<String, _>("Calculator.add", &(2i64, 3i64)).await;
+    /// assert!(matches!(wrong, Err(RpcError::BadReply(_))));
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn call<R, A>(&self, target: &str, args: &A) -> Result<R, RpcError>
     where
@@ -382,6 +660,39 @@ impl Peer {
     /// # Errors
     ///
     /// As [`call`](Peer::call); [`RpcError::Timeout`] after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// pub struct Sleepy;
+    /// #[expose]
+    /// impl Sleepy {
+    ///     pub async fn nap(&self, ms: u64) -> u64 {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///         ms
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let served = Registry::new();
+    /// # served.expose(Sleepy);
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let limit = Duration::from_millis(20);
+    /// let slept: u64 = client.call_timeout("Sleepy.nap", &(1u64,), limit).await?;
+    /// assert_eq!(slept, 1);
+    /// let late = client.call_timeout::<u64, _>("Sleepy.nap", &(5_000u64,), limit).await;
+    /// assert_eq!(late, Err(RpcError::Timeout));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn call_timeout<R, A>(
         &self,
         target: &str,
@@ -431,13 +742,44 @@ impl Peer {
     }
 
     /// Sends a one-way call: no reply, no error from the remote handler.
+    ///
     /// Returns once the message is queued for sending (waiting first if a
-    /// large backlog is queued).
+    /// large backlog is queued). A notification the remote cannot serve
+    /// (unknown target, bad arguments) is dropped there.
     ///
     /// # Errors
     ///
     /// [`RpcError::ConnectionClosed`] / [`RpcError::NotConnected`],
     /// [`RpcError::Encode`], [`RpcError::TooLarge`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry};
+    ///
+    /// pub struct Log(UnboundedSender<String>);
+    /// #[expose]
+    /// impl Log {
+    ///     pub fn write(&self, line: String) { let _ = self.0.send(line); }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (tx, mut lines) = unbounded_channel();
+    /// # let served = Registry::new();
+    /// # served.expose(Log(tx));
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// client.notify("Log.write", &("hello",)).await?;
+    /// assert_eq!(lines.recv().await.as_deref(), Some("hello"));
+    /// client.notify("Nobody.here", &()).await?; // no error comes back
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn notify<A>(&self, target: &str, args: &A) -> Result<(), RpcError>
     where
         A: Serialize + ?Sized,
@@ -448,11 +790,33 @@ impl Peer {
     }
 
     /// Sends a ping and waits for the pong; returns the round-trip time.
+    ///
     /// A cheap way to check that the remote is alive and responsive.
     ///
     /// # Errors
     ///
     /// As [`call`](Peer::call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let rtt = client.ping().await?;
+    /// println!("round trip: {rtt:?}");
+    /// client.close().await;
+    /// let err = client.ping().await.unwrap_err();
+    /// assert_eq!(err, RpcError::ConnectionClosed(DisconnectReason::Closed));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn ping(&self) -> Result<Duration, RpcError> {
         let conn = self.current()?;
         let start = Instant::now();
@@ -479,35 +843,158 @@ impl Peer {
     /// Exposes `object` on this side under its default name, for the remote
     /// to call.
     ///
-    /// On a peer that a `Server` accepted, the object belongs to this
-    /// connection only: other clients do not see it. (The server's own
-    /// objects are shared by every connection; see [`Registry::layered`].)
+    /// An object already exposed under that name is replaced. On a peer
+    /// that a `Server` accepted, the object belongs to this connection only:
+    /// other clients do not see it. (The server's own objects are shared by
+    /// every connection; see [`Registry::layered`].)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry};
+    ///
+    /// pub struct Me;
+    /// #[expose]
+    /// impl Me {
+    ///     pub fn name(&self) -> String { "Ada".into() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// client.expose(Me);
+    /// let name: String = server.call("Me.name", &()).await?;
+    /// assert_eq!(name, "Ada");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose<S: Service>(&self, object: S) {
         self.shared.registry.expose(object);
     }
 
     /// Exposes `object` on this side under `name`.
+    ///
+    /// An object already exposed under that name is replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// server.expose_as("admin", Calc);
+    /// assert_eq!(client.call::<i64, _>("admin.add", &(2i64, 3i64)).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose_as<S: Service>(&self, name: &str, object: S) {
         self.shared.registry.expose_as(name, object);
     }
 
     /// The registry of objects this side serves.
+    ///
+    /// It is the registry the peer was made with, not a copy: objects
+    /// exposed through either handle are served.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// let registry = Registry::new();
+    /// let peer = Peer::detached(registry.clone(), PeerConfig::default());
+    /// registry.expose(Calc);
+    /// assert_eq!(peer.registry().names(), ["Calc"]);
+    /// ```
     pub fn registry(&self) -> &Registry {
         &self.shared.registry
     }
 
     /// The configuration this side was made with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// let config = PeerConfig::default().call_timeout(Some(Duration::from_secs(5)));
+    /// let peer = Peer::detached(Registry::new(), config);
+    /// assert_eq!(peer.config().default_call_timeout(), Some(Duration::from_secs(5)));
+    /// ```
     pub fn config(&self) -> &PeerConfig {
         &self.shared.config
     }
 
     /// The connection id assigned by the accepting side (0 before the first
     /// connection).
+    ///
+    /// Both ends see the same id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 7),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// assert_eq!((server.connection_id(), client.connection_id()), (7, 7));
+    /// let unconnected = Peer::detached(Registry::new(), PeerConfig::default());
+    /// assert_eq!(unconnected.connection_id(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connection_id(&self) -> u64 {
         self.shared.conn.load().info.connection_id
     }
 
-    /// The identifier the remote announced in the handshake, if any.
+    /// The identifier the remote announced in the handshake, if any
+    /// (see [`PeerConfig::name`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default().name("worker-7")),
+    /// )?;
+    /// assert_eq!(server.remote_name().as_deref(), Some("worker-7"));
+    /// assert_eq!(client.remote_name(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remote_name(&self) -> Option<String> {
         self.shared
             .conn
@@ -519,26 +1006,133 @@ impl Peer {
     }
 
     /// A watch of the connection's [`Status`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let mut status = client.status();
+    /// assert_eq!(*status.borrow(), Status::Connected);
+    /// server.close().await;
+    /// status.wait_for(|s| *s == Status::Closed).await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(&self) -> watch::Receiver<Status> {
         self.shared.life.status.subscribe()
     }
 
     /// Whether calls can go through right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// assert!(client.is_connected());
+    /// server.close().await;
+    /// client.closed().await;
+    /// assert!(!client.is_connected());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_connected(&self) -> bool {
         !self.shared.conn.load().is_closed()
     }
 
     /// How many calls and notifications from the remote are being served
     /// right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokio::sync::Notify;
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry};
+    ///
+    /// pub struct Gate(Arc<Notify>);
+    /// #[expose]
+    /// impl Gate {
+    ///     pub async fn pass(&self) { self.0.notified().await }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let open = Arc::new(Notify::new());
+    /// # let served = Registry::new();
+    /// # served.expose(Gate(open.clone()));
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let waiting = tokio::spawn(async move { GateClient::new(&client).pass().await });
+    /// while server.serving() == 0 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(server.serving(), 1);
+    /// open.notify_one();
+    /// waiting.await.unwrap()?;
+    /// assert_eq!(server.serving(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn serving(&self) -> usize {
         let conn = self.shared.conn.load();
         (conn.inflight.load(Ordering::Acquire) + conn.notifying.load(Ordering::Acquire)) as usize
     }
 
-    /// Stops taking new calls on the current connection: from now on the
-    /// remote's calls fail with [`RpcError::ShuttingDown`] (and its
-    /// notifications are dropped), while the calls already running finish.
-    /// This side can still make calls. Used by a server's graceful shutdown.
+    /// Stops taking new calls on the current connection.
+    ///
+    /// From now on the remote's calls fail with [`RpcError::ShuttingDown`]
+    /// (and its notifications are dropped), while the calls already running
+    /// finish. This side can still make calls. Used by a server's graceful
+    /// shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (served, mine) = (Registry::new(), Registry::new());
+    /// # served.expose(Calc);
+    /// # mine.expose(Calc);
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, mine, PeerConfig::default()),
+    /// # )?;
+    /// server.drain();
+    /// let refused = client.call::<i64, _>("Calc.add", &(1i64, 2i64)).await;
+    /// assert_eq!(refused, Err(RpcError::ShuttingDown));
+    /// // The draining side still calls out.
+    /// assert_eq!(server.call::<i64, _>("Calc.add", &(1i64, 2i64)).await?, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn drain(&self) {
         self.shared
             .conn
@@ -548,14 +1142,56 @@ impl Peer {
     }
 
     /// Waits until the current connection has closed and tells why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// server.close().await;
+    /// assert_eq!(server.closed().await, DisconnectReason::Closed);
+    /// assert_eq!(client.closed().await, DisconnectReason::ClosedByPeer);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn closed(&self) -> DisconnectReason {
         let conn = self.shared.conn.load_full();
         conn.wait_closed().await
     }
 
-    /// Closes the connection: says goodbye to the remote, fails this side's
-    /// calls in flight with [`RpcError::ConnectionClosed`], and stops
-    /// reconnecting. Waits (briefly) until the goodbye is written.
+    /// Closes the connection.
+    ///
+    /// Says goodbye to the remote, fails this side's calls in flight with
+    /// [`RpcError::ConnectionClosed`], and stops reconnecting. Waits
+    /// (briefly) until the goodbye is written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry, RpcError, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// client.close().await;
+    /// assert_eq!(*client.status().borrow(), Status::Closed);
+    /// let err = client.call::<(), _>("Any.thing", &()).await.unwrap_err();
+    /// assert_eq!(err, RpcError::ConnectionClosed(DisconnectReason::Closed));
+    /// assert_eq!(server.closed().await, DisconnectReason::ClosedByPeer);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close(&self) {
         self.shared.life.reconnect.store(false, Ordering::SeqCst);
         let conn = self.shared.conn.load_full();
@@ -567,9 +1203,36 @@ impl Peer {
     /// Closes the connection with a given reason (the server uses
     /// [`DisconnectReason::Shutdown`]).
     ///
+    /// Unlike [`close`](Peer::close) it does not wait for the goodbye to be
+    /// written. The remote sees [`DisconnectReason::Shutdown`] when that is
+    /// the reason, and [`DisconnectReason::ClosedByPeer`] otherwise.
+    ///
     /// When the connection had already ended (a reconnecting client between
     /// connections), `reason` becomes the reason reported from now on by
     /// [`closed`](Peer::closed) and by calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// server.close_with(DisconnectReason::Shutdown);
+    /// assert_eq!(server.closed().await, DisconnectReason::Shutdown);
+    /// assert_eq!(client.closed().await, DisconnectReason::Shutdown);
+    ///
+    /// let never = Peer::detached(Registry::new(), PeerConfig::default());
+    /// never.close_with(DisconnectReason::AuthFailed);
+    /// assert_eq!(never.closed().await, DisconnectReason::AuthFailed);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close_with(&self, reason: DisconnectReason) {
         self.shared.life.reconnect.store(false, Ordering::SeqCst);
         let conn = self.shared.conn.load_full();
@@ -585,6 +1248,25 @@ impl Peer {
 
     /// A future that resolves when the current connection closes, without
     /// keeping the peer alive (for supervisors holding a [`WeakPeer`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let closed = tokio::spawn(client.closed_owned());
+    /// drop(client); // the future does not keep the connection open
+    /// assert_eq!(closed.await.unwrap(), DisconnectReason::Closed);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn closed_owned(&self) -> impl Future<Output = DisconnectReason> + Send + 'static {
         let conn = self.shared.conn.load_full();
         async move { conn.wait_closed().await }

@@ -16,21 +16,123 @@ use serde::{Deserialize, Serialize};
 use crate::error::RpcError;
 
 /// The magic bytes that open every connection.
+///
+/// Each side sends them first, followed by [`VERSION`] (big-endian).
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::AsyncReadExt;
+/// use rpc_core::wire::{MAGIC, VERSION};
+/// use rpc_core::{Peer, PeerConfig, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let (a, mut b) = tokio::io::duplex(1024);
+/// let _dialing = tokio::spawn(Peer::connect(a, Registry::new(), PeerConfig::default()));
+/// let mut preamble = [0u8; 6];
+/// b.read_exact(&mut preamble).await?;
+/// assert_eq!(preamble[..4], MAGIC);
+/// assert_eq!(preamble[4..], VERSION.to_be_bytes());
+/// # Ok(())
+/// # }
+/// ```
 pub const MAGIC: [u8; 4] = *b"RPC\x7f";
 
 /// The protocol version this build speaks.
+///
+/// A peer that announces another version is refused with
+/// [`RpcError::VersionMismatch`].
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::AsyncWriteExt;
+/// use rpc_core::wire::{MAGIC, VERSION};
+/// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let (a, mut b) = tokio::io::duplex(1024);
+/// let mut preamble = MAGIC.to_vec();
+/// preamble.extend_from_slice(&(VERSION + 1).to_be_bytes());
+/// b.write_all(&preamble).await?;
+/// let err = Peer::connect(a, Registry::new(), PeerConfig::default()).await.unwrap_err();
+/// assert_eq!(err, RpcError::VersionMismatch { ours: VERSION, theirs: VERSION + 1 });
+/// # Ok(())
+/// # }
+/// ```
 pub const VERSION: u16 = 1;
 
 /// Bytes of the length prefix in front of every frame.
+///
+/// The prefix is a little-endian `u32`: the length of the rest of the frame.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{encode_frame, Header, LEN_PREFIX};
+///
+/// let mut buf = Vec::new();
+/// encode_frame(&mut buf, &Header::Ping { id: 7 }, &()).unwrap();
+/// let len = u32::from_le_bytes(buf[..LEN_PREFIX].try_into().unwrap());
+/// assert_eq!(len as usize, buf.len() - LEN_PREFIX);
+/// ```
 pub const LEN_PREFIX: usize = 4;
 
 /// The largest handshake frame accepted before authentication.
+///
+/// A larger one ends the handshake with [`RpcError::Protocol`]. A frame
+/// limit announced by the remote is never taken as smaller than this.
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::AsyncWriteExt;
+/// use rpc_core::wire::{HANDSHAKE_MAX_FRAME, MAGIC, VERSION};
+/// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let (a, mut b) = tokio::io::duplex(1024);
+/// let mut bytes = MAGIC.to_vec();
+/// bytes.extend_from_slice(&VERSION.to_be_bytes());
+/// bytes.extend_from_slice(&(HANDSHAKE_MAX_FRAME + 1).to_le_bytes()); // a huge hello
+/// b.write_all(&bytes).await?;
+/// let err = Peer::connect(a, Registry::new(), PeerConfig::default()).await.unwrap_err();
+/// assert!(matches!(err, RpcError::Protocol(_)));
+/// # Ok(())
+/// # }
+/// ```
 pub const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
 /// Length of the random nonces and of the HMAC-SHA256 proofs.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{Handshake, NONCE_LEN};
+///
+/// assert_eq!(NONCE_LEN, 256 / 8); // the size of one SHA-256 output
+/// let proof = Handshake::Proof([0u8; NONCE_LEN]);
+/// assert!(matches!(proof, Handshake::Proof(p) if p.len() == 32));
+/// ```
 pub const NONCE_LEN: usize = 32;
 
 /// A handshake message.
+///
+/// Each is sent postcard-encoded, in one length-prefixed frame of at most
+/// [`HANDSHAKE_MAX_FRAME`] bytes.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{Handshake, Verdict};
+///
+/// let msg = Handshake::Verdict(Verdict::Accepted { connection_id: 7 });
+/// let bytes = postcard::to_stdvec(&msg).unwrap();
+/// assert_eq!(postcard::from_bytes::<Handshake>(&bytes).unwrap(), msg);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Handshake {
     /// Sent by both sides first.
@@ -42,6 +144,22 @@ pub enum Handshake {
 }
 
 /// What each side announces about itself.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{Handshake, Hello, HANDSHAKE_MAX_FRAME, NONCE_LEN};
+///
+/// let hello = Hello {
+///     max_frame: 1 << 20,
+///     max_in_flight: 64,
+///     auth: false,
+///     nonce: [7; NONCE_LEN],
+///     name: Some("worker-7".into()),
+/// };
+/// let bytes = postcard::to_stdvec(&Handshake::Hello(hello)).unwrap();
+/// assert!(bytes.len() <= HANDSHAKE_MAX_FRAME as usize);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// The largest frame this side accepts.
@@ -57,6 +175,19 @@ pub struct Hello {
 }
 
 /// The accepting side's answer.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{Handshake, Verdict};
+/// use rpc_core::RpcError;
+///
+/// let no = Handshake::Verdict(Verdict::Rejected(RpcError::Refused("full".into())));
+/// let bytes = postcard::to_stdvec(&no).unwrap();
+/// let back: Handshake = postcard::from_bytes(&bytes).unwrap();
+/// let Handshake::Verdict(Verdict::Rejected(err)) = back else { unreachable!() };
+/// assert_eq!(err, RpcError::Refused("full".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     /// The connection is open, with this id.
@@ -69,6 +200,19 @@ pub enum Verdict {
 }
 
 /// The header of a frame after the handshake.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{decode_header, encode_frame, Header, LEN_PREFIX};
+///
+/// let call = Header::Call { id: 1, target: "Calc.add", timeout_ms: 0 };
+/// let mut buf = Vec::new();
+/// encode_frame(&mut buf, &call, &(2i64, 3i64)).unwrap();
+/// let (header, args) = decode_header(&buf[LEN_PREFIX..]).unwrap();
+/// assert_eq!(header, call);
+/// assert_eq!(postcard::from_bytes::<(i64, i64)>(args).unwrap(), (2, 3));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Header<'a> {
     /// A call that wants a reply; the arguments follow.
@@ -150,6 +294,27 @@ pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RpcError> {
 /// [`RpcError::Encode`] when the payload cannot be encoded,
 /// [`RpcError::TooLarge`] when the frame would exceed the 4 GiB a length
 /// prefix can announce.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::wire::{encode_frame, Header};
+/// use rpc_core::RpcError;
+///
+/// struct Unencodable;
+/// impl serde::Serialize for Unencodable {
+///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+///         Err(serde::ser::Error::custom("not today"))
+///     }
+/// }
+///
+/// let mut buf = Vec::new();
+/// encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &("hi",)).unwrap();
+/// let before = buf.clone();
+/// let err = encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &Unencodable);
+/// assert!(matches!(err, Err(RpcError::Encode(_))));
+/// assert_eq!(buf, before);
+/// ```
 pub fn encode_frame<P: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     header: &Header<'_>,

@@ -67,12 +67,44 @@ impl fmt::Display for Address {
 }
 
 /// Anything that names an [`Address`]: an `Address`, or a string to parse.
+///
+/// Functions that take an address ([`connect`](crate::connect),
+/// [`ServerBuilder::bind`](crate::ServerBuilder::bind)) accept any of them.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_transport::{Address, ToAddress};
+///
+/// fn port_of(addr: impl ToAddress) -> Option<u16> {
+///     match addr.to_address().ok()? {
+///         Address::Tcp(hp) => hp.rsplit_once(':')?.1.parse().ok(),
+///         Address::Unix(_) => None,
+///     }
+/// }
+///
+/// assert_eq!(port_of("tcp://localhost:9099"), Some(9099));
+/// assert_eq!(port_of(String::from("unix:///run/app.sock")), None);
+/// assert_eq!(port_of(Address::Tcp("[::1]:80".into())), Some(80));
+/// ```
 pub trait ToAddress {
     /// Converts to an [`Address`].
     ///
     /// # Errors
     ///
     /// [`RpcError::BadAddress`] when a string is not a valid address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::{Address, ToAddress};
+    ///
+    /// let a = "tcp://127.0.0.1:80".to_address().unwrap();
+    /// assert_eq!(a, Address::Tcp("127.0.0.1:80".into()));
+    /// let err = "tcp://127.0.0.1".to_address().unwrap_err();
+    /// assert!(matches!(err, RpcError::BadAddress(_)));
+    /// ```
     fn to_address(&self) -> Result<Address, RpcError>;
 }
 

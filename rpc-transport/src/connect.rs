@@ -14,8 +14,9 @@ use crate::address::{Address, ToAddress};
 use crate::stream::{dial, ReadHalf, WriteHalf};
 
 /// Dials `addr` (`tcp://host:port` or `unix:///path`) and returns the
-/// connected [`Peer`] once awaited. Options are set on the returned
-/// [`Connect`] before awaiting it.
+/// connected [`Peer`] once awaited.
+///
+/// Options are set on the returned [`Connect`] before awaiting it.
 ///
 /// # Errors
 ///
@@ -47,6 +48,32 @@ pub fn connect(addr: impl ToAddress) -> Connect {
 }
 
 /// A connection being set up; await it to get the [`Peer`].
+///
+/// Made by [`connect`]; its methods set options, and awaiting it dials.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_transport::{connect, Server};
+/// # use rpc_core::expose;
+/// # pub struct Calc;
+/// # #[expose]
+/// # impl Calc {
+/// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let server = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+/// let pending = connect(server.local_addr())
+///     .name("worker-7")
+///     .call_timeout(Duration::from_secs(5));
+/// let peer = pending.await?;
+/// assert_eq!(CalcClient::new(&peer).add(2, 3).await?, 5);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a Connect does nothing until awaited"]
 #[derive(Debug)]
 pub struct Connect {
@@ -58,43 +85,221 @@ pub struct Connect {
 
 impl Connect {
     /// Exposes `object` to the server under its default name (for callbacks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, CallContext, RpcError};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// pub struct Greeter;
+    /// #[expose]
+    /// impl Greeter {
+    ///     pub async fn greet(&self, cx: CallContext, to: String) -> Result<String, RpcError> {
+    ///         let me: String = cx.peer().call(&format!("{to}.name"), &()).await?;
+    ///         Ok(format!("hello, {me}"))
+    ///     }
+    /// }
+    ///
+    /// pub struct Me;
+    /// #[expose]
+    /// impl Me {
+    ///     pub fn name(&self) -> String { "Ada".into() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Greeter).bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).expose(Me).await?;
+    /// let greeting = GreeterClient::new(&peer).greet("Me".into()).await??;
+    /// assert_eq!(greeting, "hello, Ada");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose<S: Service>(self, object: S) -> Self {
         self.registry.expose(object);
         self
     }
 
     /// Exposes `object` to the server under `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, CallContext, RpcError};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// pub struct Greeter;
+    /// #[expose]
+    /// impl Greeter {
+    ///     pub async fn greet(&self, cx: CallContext, to: String) -> Result<String, RpcError> {
+    ///         let me: String = cx.peer().call(&format!("{to}.name"), &()).await?;
+    ///         Ok(format!("hello, {me}"))
+    ///     }
+    /// }
+    ///
+    /// pub struct Me;
+    /// #[expose]
+    /// impl Me {
+    ///     pub fn name(&self) -> String { "Ada".into() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Greeter).bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).expose_as("ada", Me).await?;
+    /// let greeting = GreeterClient::new(&peer).greet("ada".into()).await??;
+    /// assert_eq!(greeting, "hello, Ada");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose_as<S: Service>(self, name: &str, object: S) -> Self {
         self.registry.expose_as(name, object);
         self
     }
 
     /// Serves the objects of an existing registry.
+    ///
+    /// The peer serves that registry itself, not a copy: objects exposed in
+    /// it later are served too. Objects exposed on this `Connect` before are
+    /// dropped with the registry they were in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::Registry;
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let registry = Registry::new();
+    /// let peer = connect(server.local_addr()).registry(registry.clone()).await?;
+    /// registry.expose(Calc);
+    /// assert_eq!(peer.registry().names(), ["Calc"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = registry;
         self
     }
 
     /// Replaces the whole configuration.
+    ///
+    /// Settings made before by [`secret`](Self::secret),
+    /// [`name`](Self::name) and [`call_timeout`](Self::call_timeout) are
+    /// replaced too, so call it first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::PeerConfig;
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let config = PeerConfig::default().max_frame(1 << 20);
+    /// let peer = connect(server.local_addr()).config(config).name("worker-7").await?;
+    /// assert_eq!(peer.config().max_frame_len(), 1 << 20);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(mut self, config: PeerConfig) -> Self {
         self.config = config;
         self
     }
 
     /// Authenticates with a shared secret (the server must have the same).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().secret("s3cret").bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).secret("s3cret").await?;
+    /// assert!(peer.ping().await.is_ok());
+    /// let wrong = connect(server.local_addr()).secret("guess").await;
+    /// assert!(matches!(wrong, Err(RpcError::AuthFailed(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.config = self.config.secret(secret);
         self
     }
 
-    /// Announces an identifier to the server (its handlers see it as
-    /// `CallContext::remote_name`).
+    /// Announces an identifier to the server.
+    ///
+    /// Its handlers see it as
+    /// [`CallContext::remote_name`](rpc_core::CallContext::remote_name).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, CallContext};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// pub struct Session;
+    /// #[expose]
+    /// impl Session {
+    ///     pub fn caller(&self, cx: CallContext) -> Option<String> {
+    ///         cx.remote_name().map(str::to_owned)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Session).bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).name("worker-7").await?;
+    /// let caller = SessionClient::new(&peer).caller().await?;
+    /// assert_eq!(caller.as_deref(), Some("worker-7"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config = self.config.name(name);
         self
     }
 
     /// The default timeout of calls made through the peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{expose, RpcError};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// pub struct Sleepy;
+    /// #[expose]
+    /// impl Sleepy {
+    ///     pub async fn nap(&self, ms: u64) {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Sleepy).bind("tcp://127.0.0.1:0").await?;
+    /// let limit = Duration::from_millis(50);
+    /// let peer = connect(server.local_addr()).call_timeout(limit).await?;
+    /// assert_eq!(peer.config().default_call_timeout(), Some(limit));
+    /// assert_eq!(SleepyClient::new(&peer).nap(5_000).await, Err(RpcError::Timeout));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.config = self.config.call_timeout(Some(timeout));
         self
@@ -106,8 +311,40 @@ impl Connect {
     /// While reconnecting, [`Peer::status`] shows [`Status::Reconnecting`]
     /// and calls fail at once with [`RpcError::NotConnected`]; no call is
     /// retried. Objects exposed through this `Connect` are served on every
-    /// new connection. Reconnecting stops for good on [`Peer::close`], when
-    /// every handle is dropped, or when the server rejects the shared secret.
+    /// new connection. Reconnecting stops for good on [`Peer::close`] or
+    /// [`Peer::close_with`], when every handle is dropped, or when a new
+    /// connection fails authentication or speaks another protocol version
+    /// (the status then becomes [`Status::Closed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{RpcError, Status};
+    /// use rpc_transport::{connect, Backoff, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+    /// let addr = server.local_addr().clone();
+    /// let backoff = Backoff::default().initial(Duration::from_millis(10));
+    /// let peer = connect(&addr).reconnect(backoff).await?;
+    /// let mut status = peer.status();
+    /// drop(server); // the connection is lost...
+    /// status.wait_for(|s| *s == Status::Reconnecting).await.unwrap();
+    /// assert_eq!(CalcClient::new(&peer).add(1, 2).await, Err(RpcError::NotConnected));
+    /// let _server = Server::builder().expose(Calc).bind(&addr).await?; // ...and back
+    /// status.wait_for(|s| *s == Status::Connected).await.unwrap();
+    /// assert_eq!(CalcClient::new(&peer).add(1, 2).await?, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reconnect(mut self, backoff: Backoff) -> Self {
         self.reconnect = Some(backoff);
         self
@@ -169,30 +406,94 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The first delay (default 100 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_transport::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(0.0);
+    /// assert_eq!(b.delay(0), Duration::from_millis(100));
+    /// let b = b.initial(Duration::from_secs(1));
+    /// assert_eq!(b.delay(0), Duration::from_secs(1));
+    /// ```
     pub fn initial(mut self, d: Duration) -> Self {
         self.initial = d;
         self
     }
 
-    /// The largest delay (default 10 s).
+    /// The largest delay (default 10 s), before jitter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_transport::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(0.0);
+    /// assert_eq!(b.delay(30), Duration::from_secs(10));
+    /// let b = b.max(Duration::from_secs(1));
+    /// assert_eq!(b.delay(30), Duration::from_secs(1));
+    /// ```
     pub fn max(mut self, d: Duration) -> Self {
         self.max = d;
         self
     }
 
-    /// The growth factor between attempts (default 2).
+    /// The growth factor between attempts (default 2; at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_transport::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(0.0).factor(3.0);
+    /// assert_eq!(b.delay(2), Duration::from_millis(900)); // 100 ms × 3²
+    /// let flat = Backoff::default().jitter(0.0).factor(0.5);
+    /// assert_eq!(flat.delay(5), Duration::from_millis(100));
+    /// ```
     pub fn factor(mut self, f: f64) -> Self {
         self.factor = f.max(1.0);
         self
     }
 
     /// The random spread, as a fraction of the delay (default 0.2: ±20 %).
+    ///
+    /// Values outside 0 to 1 are clamped into that range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_transport::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(0.5);
+    /// let d = b.delay(0);
+    /// assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(150));
+    /// assert_eq!(b.jitter(0.0).delay(0), Duration::from_millis(100));
+    /// ```
     pub fn jitter(mut self, j: f64) -> Self {
         self.jitter = j.clamp(0.0, 1.0);
         self
     }
 
     /// The delay before attempt number `attempt` (0-based), jitter included.
+    ///
+    /// Without jitter it is `initial × factor^attempt`, at most `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_transport::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(0.0);
+    /// let ms: Vec<u128> = (0..4).map(|n| b.delay(n).as_millis()).collect();
+    /// assert_eq!(ms, [100, 200, 400, 800]);
+    /// assert_eq!(b.delay(1_000), Duration::from_secs(10));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         let base = self.initial.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
         let base = base.min(self.max.as_secs_f64());

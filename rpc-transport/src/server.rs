@@ -21,6 +21,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Something that happened to one of the server's connections.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::DisconnectReason;
+/// use rpc_transport::{connect, Event, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+/// let mut events = server.events();
+/// let client = connect(server.local_addr()).name("worker-7").await?;
+/// let Some(Event::Connected(peer)) = events.recv().await else { unreachable!() };
+/// assert_eq!(peer.remote_name().as_deref(), Some("worker-7"));
+/// client.close().await;
+/// let Some(Event::Disconnected { id, reason }) = events.recv().await else { unreachable!() };
+/// assert_eq!((id, reason), (client.connection_id(), DisconnectReason::ClosedByPeer));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
@@ -38,14 +58,56 @@ pub enum Event {
 }
 
 /// A subscription to a server's [`Event`]s.
+///
+/// Made by [`Server::events`]. Every subscription gets every event sent
+/// after it was made.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_transport::{connect, Event, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+/// let (mut log, mut metrics) = (server.events(), server.events());
+/// let _client = connect(server.local_addr()).await?;
+/// assert!(matches!(log.recv().await, Some(Event::Connected(_))));
+/// assert!(matches!(metrics.recv().await, Some(Event::Connected(_))));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<Event>,
 }
 
 impl Events {
-    /// The next event; `None` once the server is gone. A subscriber that
-    /// falls more than 1024 events behind skips the oldest (with a warning).
+    /// The next event; `None` once the server is gone.
+    ///
+    /// The server is gone once it was dropped or shut down and its last
+    /// connection has been reported closed. A subscriber that falls more
+    /// than 1024 events behind skips the oldest (with a warning).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::DisconnectReason;
+    /// use rpc_transport::{connect, Event, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _client = connect(server.local_addr()).await?;
+    /// assert!(matches!(events.recv().await, Some(Event::Connected(_))));
+    /// drop(server);
+    /// let Some(Event::Disconnected { reason, .. }) = events.recv().await else { unreachable!() };
+    /// assert_eq!(reason, DisconnectReason::Shutdown);
+    /// assert!(events.recv().await.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<Event> {
         loop {
             match self.rx.recv().await {
@@ -60,6 +122,31 @@ impl Events {
 }
 
 /// Builds a [`Server`]; see [`Server::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use rpc_transport::{connect, Server};
+/// # use rpc_core::expose;
+/// # pub struct Calc;
+/// # #[expose]
+/// # impl Calc {
+/// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let server = Server::builder()
+///     .expose(Calc)
+///     .secret("s3cret")
+///     .max_connections(100)
+///     .bind("tcp://127.0.0.1:0")
+///     .await?;
+/// let peer = connect(server.local_addr()).secret("s3cret").await?;
+/// assert_eq!(CalcClient::new(&peer).add(2, 3).await?, 5);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 #[must_use]
 pub struct ServerBuilder {
@@ -70,37 +157,167 @@ pub struct ServerBuilder {
 
 impl ServerBuilder {
     /// Exposes `object` under its default name.
+    ///
+    /// The object is shared by every connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+    /// let (a, b) = (connect(server.local_addr()).await?, connect(server.local_addr()).await?);
+    /// assert_eq!(CalcClient::new(&a).add(2, 3).await?, 5);
+    /// assert_eq!(CalcClient::new(&b).add(4, 5).await?, 9);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose<S: Service>(self, object: S) -> Self {
         self.registry.expose(object);
         self
     }
 
     /// Exposes `object` under `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder()
+    ///     .expose_as("calc-v2", Calc)
+    ///     .bind("tcp://127.0.0.1:0")
+    ///     .await?;
+    /// let peer = connect(server.local_addr()).await?;
+    /// assert_eq!(CalcClient::with_name(&peer, "calc-v2").add(2, 3).await?, 5);
+    /// assert!(CalcClient::new(&peer).add(2, 3).await.is_err()); // not under "Calc"
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expose_as<S: Service>(self, name: &str, object: S) -> Self {
         self.registry.expose_as(name, object);
         self
     }
 
     /// Serves the objects of an existing registry.
+    ///
+    /// The server serves that registry itself, not a copy: objects exposed
+    /// in it later are served too. Objects exposed on this builder before
+    /// are dropped with the registry they were in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::Registry;
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let registry = Registry::new();
+    /// let server = Server::builder().registry(registry.clone()).bind("tcp://127.0.0.1:0").await?;
+    /// registry.expose(Calc);
+    /// let peer = connect(server.local_addr()).await?;
+    /// assert_eq!(CalcClient::new(&peer).add(2, 3).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = registry;
         self
     }
 
     /// Replaces the whole per-connection configuration.
+    ///
+    /// A secret set before by [`secret`](Self::secret) is replaced too, so
+    /// call it first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{PeerConfig, RpcError};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let config = PeerConfig::default().max_frame(4096);
+    /// let server = Server::builder().config(config).bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).await?;
+    /// let err = peer.notify("Log.write", &vec![0u8; 10_000]).await.unwrap_err();
+    /// assert!(matches!(err, RpcError::TooLarge { limit: 4096, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config(mut self, config: PeerConfig) -> Self {
         self.config = config;
         self
     }
 
     /// Requires every client to authenticate with this shared secret.
+    ///
+    /// A client without it, or with another, gets [`RpcError::AuthFailed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().secret("s3cret").bind("tcp://127.0.0.1:0").await?;
+    /// let anonymous = connect(server.local_addr()).await;
+    /// assert!(matches!(anonymous, Err(RpcError::AuthFailed(_))));
+    /// assert!(connect(server.local_addr()).secret("s3cret").await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.config = self.config.secret(secret);
         self
     }
 
-    /// Refuses connections beyond `n` at once; the refused client gets
-    /// [`RpcError::Refused`] with the reason.
+    /// Refuses connections beyond `n` at once.
+    ///
+    /// The refused client gets [`RpcError::Refused`] with the reason.
+    /// Connections still in their handshake count too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().max_connections(1).bind("tcp://127.0.0.1:0").await?;
+    /// let _first = connect(server.local_addr()).await?;
+    /// let second = connect(server.local_addr()).await;
+    /// assert!(matches!(second, Err(RpcError::Refused(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n);
         self
@@ -113,6 +330,26 @@ impl ServerBuilder {
     /// [`RpcError::BadAddress`] for an invalid address; [`RpcError::Io`]
     /// when binding fails, including a Unix socket with a live server
     /// behind it ("address in use"). A stale socket file is removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::Server;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let dir = tempfile::tempdir()?;
+    /// let addr = format!("unix://{}", dir.path().join("app.sock").display());
+    /// let server = Server::builder().bind(&addr).await?;
+    /// let again = Server::builder().bind(&addr).await;
+    /// assert!(matches!(again, Err(RpcError::Io(_)))); // in use
+    /// let typo = Server::builder().bind("tcp:/127.0.0.1:0").await;
+    /// assert!(matches!(typo, Err(RpcError::BadAddress(_))));
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn bind(self, addr: impl ToAddress) -> Result<Server, RpcError> {
         let addr = addr.to_address()?;
         let (listener, local) = Listener::bind(&addr).await?;
@@ -151,9 +388,11 @@ struct Inner {
     active: AtomicUsize,
 }
 
-/// A listening server. Dropping it stops accepting, frees the address
-/// before `drop` returns (it can be bound again at once) and closes every
-/// connection; [`shutdown`](Server::shutdown) does the same gracefully.
+/// A listening server.
+///
+/// Dropping it stops accepting, frees the address before `drop` returns (it
+/// can be bound again at once) and closes every connection;
+/// [`shutdown`](Server::shutdown) does the same gracefully.
 ///
 /// # Examples
 ///
@@ -195,34 +434,152 @@ impl std::fmt::Debug for Inner {
 
 impl Server {
     /// Starts building a server.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).await?;
+    /// assert!(peer.ping().await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
 
     /// The address actually bound (with the real port when port 0 was given).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{Address, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let Address::Tcp(host_port) = server.local_addr() else { unreachable!() };
+    /// assert!(host_port.starts_with("127.0.0.1:"));
+    /// assert!(!host_port.ends_with(":0"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> &Address {
         &self.inner.addr
     }
 
     /// Subscribes to connect and disconnect events from now on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Event, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let client = connect(server.local_addr()).await?;
+    /// let Some(Event::Connected(peer)) = events.recv().await else { unreachable!() };
+    /// assert_eq!(peer.connection_id(), client.connection_id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn events(&self) -> Events {
         Events {
             rx: self.inner.events.subscribe(),
         }
     }
 
-    /// The objects this server exposes; objects added here are served to
-    /// every connection, current and future.
+    /// The objects this server exposes.
+    ///
+    /// Objects added here are served to every connection, current and
+    /// future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).await?; // connected before...
+    /// server.registry().expose(Calc); // ...Calc is exposed
+    /// assert_eq!(CalcClient::new(&peer).add(2, 3).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
 
     /// The peer with this connection id: connected, or in its handshake.
+    ///
+    /// Calls through it reach that client.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::expose;
+    /// use rpc_transport::{connect, Event, Server};
+    ///
+    /// pub struct Me;
+    /// #[expose]
+    /// impl Me {
+    ///     pub fn name(&self) -> String { "Ada".into() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let client = connect(server.local_addr()).expose(Me).await?;
+    /// # let Some(Event::Connected(_)) = events.recv().await else { unreachable!() };
+    /// let remote = server.peer(client.connection_id()).unwrap();
+    /// let name: String = remote.call("Me.name", &()).await?;
+    /// assert_eq!(name, "Ada");
+    /// assert!(server.peer(client.connection_id() + 1).is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn peer(&self, connection_id: u64) -> Option<Peer> {
         lock(&self.inner.peers).get(&connection_id).cloned()
     }
 
-    /// All connected peers (not those still in their handshake).
+    /// All connected peers (not those still in their handshake), by
+    /// connection id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::Peer;
+    /// use rpc_transport::{connect, Event, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let a = connect(server.local_addr()).await?;
+    /// let b = connect(server.local_addr()).await?;
+    /// # for _ in 0..2 {
+    /// #     let Some(Event::Connected(_)) = events.recv().await else { unreachable!() };
+    /// # }
+    /// let ids: Vec<u64> = server.peers().iter().map(Peer::connection_id).collect();
+    /// assert_eq!(ids, [a.connection_id(), b.connection_id()]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn peers(&self) -> Vec<Peer> {
         let mut v: Vec<Peer> = lock(&self.inner.peers)
             .values()
@@ -233,10 +590,45 @@ impl Server {
         v
     }
 
+    /// Shuts the server down gracefully.
+    ///
     /// Stops accepting, refuses new calls with [`RpcError::ShuttingDown`],
     /// lets calls in flight finish for up to `grace`, says goodbye to every
-    /// client, then runs the exposed objects' close hooks
-    /// ([`Service::close`]).
+    /// client (which sees [`DisconnectReason::Shutdown`]), then runs the
+    /// close hooks ([`Service::close`]) of the objects in
+    /// [`registry`](Server::registry).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use rpc_core::{expose, DisconnectReason};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// #[derive(Default)]
+    /// pub struct Db { flushed: AtomicBool }
+    /// #[expose]
+    /// impl Db {
+    ///     pub fn get(&self) -> u32 { 1 }
+    ///     #[expose(close)]
+    ///     pub fn flush(&self) { self.flushed.store(true, SeqCst); }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let db = Arc::new(Db::default());
+    /// let server = Server::builder().bind("tcp://127.0.0.1:0").await?;
+    /// server.registry().expose_arc("Db", db.clone());
+    /// let client = connect(server.local_addr()).await?;
+    /// assert_eq!(DbClient::new(&client).get().await?, 1);
+    /// server.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(client.closed().await, DisconnectReason::Shutdown);
+    /// assert!(db.flushed.load(SeqCst));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(self, grace: Duration) {
         self.inner.listener.close();
         self.accept.abort();
