@@ -13,11 +13,15 @@
 //!   last wake-up in one `write` (coalescing);
 //! - the **heartbeat** pings an idle connection and drops a silent one.
 //!
-//! Synchronisation lives in three places, each a short `std` mutex that is
-//! never held across an `.await` and never taken while another is held:
-//! the outbox (bytes queued for the writer), the pending-call table, and the
-//! table of running handlers (for cancellation). No lock order exists, so
-//! none can deadlock.
+//! Synchronisation lives in a few places, each a short `std` mutex that is
+//! never held across an `.await`: the outbox (bytes queued for the writer),
+//! the pending-call table, the table of running handlers (for
+//! cancellation), and the list of the connection's tasks; none of these is
+//! taken while another is held. Above them sits the peer's `transition`
+//! lock, held while a connection is installed or the peer is closed; the
+//! connection's locks may be taken under it, never the other way round.
+//! With that one order, no two threads can wait on each other. The
+//! caller-side limit of calls in flight is lock-free (`slots`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -144,6 +148,10 @@ pub enum Side {
 struct Lifecycle {
     status: watch::Sender<Status>,
     reconnect: AtomicBool,
+    /// Held while a connection is installed or the peer is closed, so that
+    /// a handshake finishing during a close cannot bring the peer back.
+    /// Never held across an `.await`; see the module docs for the order.
+    transition: Mutex<()>,
 }
 
 /// A handle to one end of a connection.
@@ -432,6 +440,7 @@ impl Peer {
         let life = Arc::new(Lifecycle {
             status: watch::Sender::new(Status::Connecting),
             reconnect: AtomicBool::new(false),
+            transition: Mutex::new(()),
         });
         let conn = Conn::dead(life.clone(), 0, DisconnectReason::Closed);
         Peer {
@@ -494,8 +503,17 @@ impl Peer {
             self.shared.life.clone(),
             self.downgrade(),
         );
-        self.shared.conn.store(conn.clone());
-        self.shared.life.status.send_replace(Status::Connected);
+        {
+            let _transition = lock(&self.shared.life.transition);
+            if *self.shared.life.status.borrow() == Status::Closed {
+                // Closed while shaking hands (a server shutting down, say):
+                // the new stream is dropped, which the remote sees as the
+                // connection ending.
+                return Err(self.shared.conn.load().closed_error());
+            }
+            self.shared.conn.store(conn.clone());
+            self.shared.life.status.send_replace(Status::Connected);
+        }
         conn.start(reader, wr, self.shared.registry.clone(), config);
         Ok(())
     }
@@ -1194,9 +1212,13 @@ impl Peer {
     /// ```
     pub async fn close(&self) {
         self.shared.life.reconnect.store(false, Ordering::SeqCst);
-        let conn = self.shared.conn.load_full();
-        conn.close(DisconnectReason::Closed, true);
-        self.shared.life.status.send_replace(Status::Closed);
+        let conn = {
+            let _transition = lock(&self.shared.life.transition);
+            let conn = self.shared.conn.load_full();
+            conn.close(DisconnectReason::Closed, true);
+            self.shared.life.status.send_replace(Status::Closed);
+            conn
+        };
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.writer_done.notified()).await;
     }
 
@@ -1235,6 +1257,7 @@ impl Peer {
     /// ```
     pub fn close_with(&self, reason: DisconnectReason) {
         self.shared.life.reconnect.store(false, Ordering::SeqCst);
+        let _transition = lock(&self.shared.life.transition);
         let conn = self.shared.conn.load_full();
         if conn.is_closed() {
             let id = conn.info.connection_id;
@@ -1337,6 +1360,8 @@ pub(crate) struct Conn {
     /// Set by [`Peer::drain`]: new calls are refused with
     /// [`RpcError::ShuttingDown`].
     draining: AtomicBool,
+    /// Whether a dropped notification was already logged at WARN.
+    dropped_notice: AtomicBool,
     next_id: AtomicU64,
     slots: Slots,
     remote_max_frame: usize,
@@ -1438,6 +1463,7 @@ impl Conn {
             notifying: AtomicU32::new(0),
             max_in_flight: config.max_in_flight,
             draining: AtomicBool::new(false),
+            dropped_notice: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             slots: Slots::new(n.remote_max_in_flight),
             remote_max_frame: n.remote_max_frame as usize,
@@ -1904,8 +1930,12 @@ impl Conn {
                         debug!(id, %e, "call refused");
                         self.send_error(id, &e);
                     }
-                    // Nobody to tell: say it where the operator sees it.
-                    None => warn!(target = name, %e, "notification dropped"),
+                    // Nobody to tell: say it where the operator sees it, once
+                    // per connection (a remote could send these in a flood).
+                    None if !self.dropped_notice.swap(true, Ordering::Relaxed) => {
+                        warn!(target = name, %e, "notification dropped (further drops on this connection are logged at DEBUG)")
+                    }
+                    None => debug!(target = name, %e, "notification dropped"),
                 }
                 None
             }

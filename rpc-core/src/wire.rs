@@ -335,15 +335,16 @@ pub(crate) fn encode_frame_within<P: Serialize + ?Sized>(
     let start = buf.len();
     buf.extend_from_slice(&[0; LEN_PREFIX]);
     let end = (start + LEN_PREFIX).saturating_add(limit);
-    let over = std::cell::Cell::new(false);
+    // Where the frame would have ended when encoding hit the limit (0: it
+    // did not), for an honest size in the error.
+    let over = std::cell::Cell::new(0usize);
     let res = postcard::serialize_with_flavor(header, VecTail::new(buf, end, &over))
         .and_then(|_| postcard::serialize_with_flavor(payload, VecTail::new(buf, end, &over)));
     if let Err(e) = res {
-        let encoded = buf.len() - start - LEN_PREFIX;
         buf.truncate(start);
-        return Err(if over.get() {
+        return Err(if over.get() > 0 {
             RpcError::TooLarge {
-                size: encoded as u64 + 1,
+                size: (over.get() - start - LEN_PREFIX) as u64,
                 limit: limit as u64,
             }
         } else {
@@ -368,17 +369,18 @@ pub(crate) fn encode_bare(buf: &mut Vec<u8>, header: &Header<'_>) {
 struct VecTail<'a> {
     buf: &'a mut Vec<u8>,
     end: usize,
-    over: &'a std::cell::Cell<bool>,
+    over: &'a std::cell::Cell<usize>,
 }
 
 impl<'a> VecTail<'a> {
-    fn new(buf: &'a mut Vec<u8>, end: usize, over: &'a std::cell::Cell<bool>) -> Self {
+    fn new(buf: &'a mut Vec<u8>, end: usize, over: &'a std::cell::Cell<usize>) -> Self {
         VecTail { buf, end, over }
     }
 
+    /// Refuses `more` bytes that would pass the limit.
     #[cold]
-    fn full(&self) -> postcard::Result<()> {
-        self.over.set(true);
+    fn full(&self, more: usize) -> postcard::Result<()> {
+        self.over.set(self.buf.len() + more);
         Err(postcard::Error::SerializeBufferFull)
     }
 }
@@ -391,7 +393,7 @@ impl postcard::ser_flavors::Flavor for VecTail<'_> {
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         if self.buf.len() >= self.end {
-            return self.full();
+            return self.full(1);
         }
         self.buf.push(data);
         Ok(())
@@ -400,7 +402,7 @@ impl postcard::ser_flavors::Flavor for VecTail<'_> {
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if data.len() > self.end - self.buf.len() {
-            return self.full();
+            return self.full(data.len());
         }
         self.buf.extend_from_slice(data);
         Ok(())

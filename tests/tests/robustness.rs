@@ -320,3 +320,57 @@ async fn a_dropped_server_frees_its_address_at_once() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn an_oversized_byte_vector_reports_its_real_size() {
+    within(10, async {
+        let server = Server::builder()
+            .expose(Mirror)
+            .config(PeerConfig::default().max_frame(64 * 1024))
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let client = rpc_transport::connect(server.local_addr()).await.unwrap();
+        let e = MirrorClient::new(&client)
+            .echo(vec![0; 100 * 1024])
+            .await
+            .unwrap_err();
+        match e {
+            RpcError::TooLarge { size, limit } => {
+                assert_eq!(limit, 64 * 1024);
+                assert!(size > 100 * 1024, "{size}");
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_still_shaking_hands_does_not_outlive_shutdown() {
+    use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
+
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let bound = server.local_addr().clone();
+            // An application still listening to the events (which would
+            // hold a peer that connected, keeping it open).
+            let _events = server.events();
+            // Connected, but the hello is not sent yet: the server waits in
+            // its handshake.
+            let mut s = raw(&bound).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            server.shutdown(Duration::ZERO).await;
+            // The handshake now completes, and the connection is closed
+            // right after instead of being served.
+            handshake_by_hand(&mut s).await;
+            read_until_closed(&mut s).await;
+        })
+        .await;
+    }
+}
