@@ -39,6 +39,8 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     max_frame: u32,
     chunk: usize,
+    /// Reads in a row that used under a quarter of the chunk.
+    small_reads: u8,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -66,6 +68,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             max_frame,
             chunk: MIN_READ_CHUNK,
+            small_reads: 0,
         }
     }
 
@@ -174,15 +177,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = BytesMut::new();
         }
-        if self.buf.capacity() == self.buf.len() {
+        // Never read into a sliver of room: a read that fills its buffer
+        // leaves the socket marked readable, which costs one more `read`
+        // (that finds nothing) before waiting; a short read does not.
+        if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
         let n = self.io.read_buf(&mut self.buf).await?;
         if n == room {
             self.chunk = (self.chunk * 2).min(MAX_READ_CHUNK);
+            self.small_reads = 0;
         } else if n < self.chunk / 4 {
-            self.chunk = (self.chunk / 2).max(MIN_READ_CHUNK);
+            // Shrink only after a run of small reads, so that a burst that
+            // alternates full and partial reads does not flap the size.
+            self.small_reads += 1;
+            if self.small_reads >= 8 {
+                self.chunk = (self.chunk / 2).max(MIN_READ_CHUNK);
+                self.small_reads = 0;
+            }
+        } else {
+            self.small_reads = 0;
         }
         if n == 0 {
             if self.buf.is_empty() {
