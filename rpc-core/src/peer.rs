@@ -6,9 +6,9 @@
 //!   replies keep flowing while handlers run, and a handler that calls back
 //!   into its caller cannot deadlock the connection;
 //! - the **dispatcher** runs each incoming call's handler: synchronous methods
-//!   to completion, asynchronous ones in a task of their own (so a handler
-//!   that waits, for example on a call back into its caller, holds up
-//!   nothing else);
+//!   to completion; asynchronous ones are polled once, and those that must
+//!   wait (for example on a call back into their caller) move to a task of
+//!   their own, so they hold up nothing else;
 //! - the **writer** owns the write half and writes everything queued since its
 //!   last wake-up in one `write` (coalescing);
 //! - the **heartbeat** pings an idle connection and drops a silent one.
@@ -2002,7 +2002,20 @@ impl Conn {
                 rpc.request_id = id,
             )
         });
-        let dispatch = AssertUnwindSafe(|| service.dispatch(index, incoming));
+        let dispatch = AssertUnwindSafe(|| match service.dispatch(index, incoming) {
+            // Many `async` handlers finish without waiting for anything:
+            // poll once here and give the handler a task of its own only if
+            // it must wait. (The task polls it again at once, with its own
+            // waker, as the `Future` contract allows.)
+            Handled::Pending(mut fut) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(replied) => Handled::Done(replied),
+                    std::task::Poll::Pending => Handled::Pending(fut),
+                }
+            }
+            done => done,
+        });
         let res = match &span {
             Some(span) => span.in_scope(|| {
                 trace!("call dispatched");

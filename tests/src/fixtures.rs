@@ -49,6 +49,11 @@ impl Calc {
         panic!("kaboom")
     }
 
+    /// An `async` method that panics before its first await.
+    pub async fn boom_at_once(&self) -> u32 {
+        panic!("kaboom at once")
+    }
+
     /// Panics after an await.
     pub async fn boom_later(&self) -> u32 {
         tokio::task::yield_now().await;

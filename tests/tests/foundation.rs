@@ -169,6 +169,10 @@ async fn a_panicking_handler_fails_only_its_call() {
                     RpcError::RemotePanic("kaboom".into())
                 );
                 assert_eq!(
+                    calc.boom_at_once().await.unwrap_err(),
+                    RpcError::RemotePanic("kaboom at once".into())
+                );
+                assert_eq!(
                     calc.boom_later().await.unwrap_err(),
                     RpcError::RemotePanic("kaboom later".into())
                 );
