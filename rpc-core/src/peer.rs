@@ -50,6 +50,19 @@ use crate::wire::{decode_header, encode_bare, encode_frame_within, Header, HANDS
 
 /// Queued output above this makes [`Peer::notify`] wait for the writer.
 const OUTBOX_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// Pipelining of a large batch of calls: every `PIPELINE_STEP` calls of a
+/// batch larger than `PIPELINE_MIN_BATCH`, the dispatcher lets the writer
+/// send the replies so far, as long as they are small (under
+/// `PIPELINE_MAX_BYTES` queued). The remote then works on those replies
+/// while this side works on the rest, instead of both taking turns on whole
+/// batches. Large replies are not split: more writes would cost more than
+/// the overlap gains. (Tuned with `rpc-bench` on a 2-core machine: par-add
+/// went from level with the hand-written floor to 1.3-2x it; echo-1k and
+/// conns-16, whose batches are not split, did not move.)
+const PIPELINE_STEP: usize = 8;
+const PIPELINE_MIN_BATCH: usize = 16;
+const PIPELINE_MAX_BYTES: usize = 2048;
+
 /// How long the writer may go on flushing after the connection closed.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
@@ -1391,6 +1404,11 @@ struct OutState {
 }
 
 impl Outbox {
+    /// Bytes waiting for the writer.
+    fn queued(&self) -> usize {
+        lock(&self.state).buf.len()
+    }
+
     async fn wait_space(&self) {
         loop {
             let notified = self.space.notified();
@@ -1982,7 +2000,15 @@ impl Conn {
 
     async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Vec<Incoming>>) {
         while let Some(batch) = jobs.recv().await {
-            for call in batch {
+            let split = batch.len() > PIPELINE_MIN_BATCH;
+            for (i, call) in batch.into_iter().enumerate() {
+                if split
+                    && i > 0
+                    && i % PIPELINE_STEP == 0
+                    && self.out.queued() < PIPELINE_MAX_BYTES
+                {
+                    tokio::task::yield_now().await;
+                }
                 self.run(call);
             }
         }
