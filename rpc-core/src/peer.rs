@@ -50,10 +50,11 @@ use crate::wire::{decode_header, encode_bare, encode_frame_within, Header, HANDS
 
 /// Queued output above this makes [`Peer::notify`] wait for the writer.
 const OUTBOX_HIGH_WATER: usize = 4 * 1024 * 1024;
-/// Pipelining of a large batch of calls: every `PIPELINE_STEP` calls of a
-/// batch larger than `PIPELINE_MIN_BATCH`, the dispatcher lets the writer
-/// send the replies so far, as long as they are small (under
-/// `PIPELINE_MAX_BYTES` queued). The remote then works on those replies
+/// Pipelining of a large batch of calls on a current-thread runtime (where
+/// the writer cannot run until the dispatcher yields): every
+/// `PIPELINE_STEP` calls of a batch larger than `PIPELINE_MIN_BATCH`, the
+/// dispatcher lets the writer send the replies so far, as long as they are
+/// small (under `PIPELINE_MAX_BYTES` queued). The remote then works on those replies
 /// while this side works on the rest, instead of both taking turns on whole
 /// batches. Large replies are not split: more writes would cost more than
 /// the overlap gains. (Tuned with `rpc-bench` on a 2-core machine: par-add
@@ -1999,8 +2000,12 @@ impl Conn {
     // --- dispatch ---------------------------------------------------------
 
     async fn dispatch_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Vec<Incoming>>) {
+        // On a multi-threaded runtime the writer already runs beside the
+        // dispatcher, and yielding there only adds cross-thread wake-ups.
+        let pipeline = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread;
         while let Some(batch) = jobs.recv().await {
-            let split = batch.len() > PIPELINE_MIN_BATCH;
+            let split = pipeline && batch.len() > PIPELINE_MIN_BATCH;
             for (i, call) in batch.into_iter().enumerate() {
                 if split
                     && i > 0
