@@ -374,3 +374,34 @@ async fn a_connection_still_shaking_hands_does_not_outlive_shutdown() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn connecting_to_a_listener_that_never_accepts_times_out() {
+    within(20, async {
+        // A listener with a backlog of one that never accepts: once its
+        // queue is full, the kernel drops new connection attempts, so a
+        // dial would wait for minutes of retries.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let attempt = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), attempt).await {
+                queued.push(s);
+            }
+        }
+        let config = PeerConfig::default().handshake_timeout(Duration::from_millis(300));
+        let t = Instant::now();
+        let e = rpc_transport::connect(format!("tcp://{addr}").as_str())
+            .config(config)
+            .await
+            .unwrap_err();
+        assert_eq!(e, RpcError::Timeout);
+        // Dialing and the handshake are each bounded by the timeout.
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        drop(listener);
+    })
+    .await;
+}
