@@ -17,6 +17,10 @@ use rpc_core::wire::{decode_header, encode_frame, LEN_PREFIX};
 use rpc_core::RpcError;
 use tokio::io::{AsyncRead, ReadBuf};
 
+#[path = "../../rpc-core/tests/support/reference.rs"]
+mod reference;
+use reference::{frames_of, End};
+
 /// An in-memory stream that hands out at most `chunk` bytes per read.
 struct Chunked<'a> {
     data: &'a [u8],
@@ -47,36 +51,6 @@ fn block_on<F: Future>(f: F) -> F::Output {
         }
     }
     panic!("reading from an always-ready stream did not complete");
-}
-
-#[derive(Debug, PartialEq)]
-enum End {
-    Clean,
-    TooLarge(u64),
-    Truncated,
-}
-
-/// What a correct frame reader yields for `stream` under `limit`.
-fn reference(mut stream: &[u8], limit: u32) -> (Vec<&[u8]>, End) {
-    let mut frames = Vec::new();
-    loop {
-        if stream.is_empty() {
-            return (frames, End::Clean);
-        }
-        if stream.len() < LEN_PREFIX {
-            return (frames, End::Truncated);
-        }
-        let len = u32::from_le_bytes(stream[..LEN_PREFIX].try_into().unwrap());
-        if len > limit {
-            return (frames, End::TooLarge(u64::from(len)));
-        }
-        let total = LEN_PREFIX + len as usize;
-        if stream.len() < total {
-            return (frames, End::Truncated);
-        }
-        frames.push(&stream[LEN_PREFIX..total]);
-        stream = &stream[total..];
-    }
 }
 
 fn check_header(frame: &[u8]) {
@@ -111,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
     let limit = u32::from(u16::from_le_bytes([data[0], data[1]]));
     let chunk = usize::from(data[2]) + 1;
     let stream = &data[3..];
-    let (want_frames, want_end) = reference(stream, limit);
+    let (want_frames, want_end) = frames_of(stream, limit);
 
     let mut reader = FrameReader::new(
         Chunked {

@@ -18,83 +18,15 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use rpc_core::wire::{Handshake, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
+use rpc_core::wire::{MAGIC, VERSION};
 use rpc_core::{Peer, PeerConfig, Registry, RpcError};
 use tokio::io::AsyncWriteExt;
 
+#[path = "../../rpc-core/tests/support/reference.rs"]
+mod reference;
+use reference::{expect_handshake, Expect};
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
-
-#[derive(Debug)]
-enum Expect {
-    /// Success; for the connecting side, with this connection id.
-    Ok(Option<u64>),
-    Protocol,
-    Version(u16),
-    AuthFailed,
-    Timeout,
-    Rejected(RpcError),
-}
-
-/// The next handshake message, or how the handshake fails reading it.
-fn next_message(rest: &mut &[u8], eof: bool) -> Result<Handshake, Expect> {
-    let starved = if eof {
-        Expect::Protocol
-    } else {
-        Expect::Timeout
-    };
-    if rest.len() < LEN_PREFIX {
-        return Err(starved);
-    }
-    let len = u32::from_le_bytes(rest[..LEN_PREFIX].try_into().unwrap());
-    if len > HANDSHAKE_MAX_FRAME {
-        return Err(Expect::Protocol);
-    }
-    let total = LEN_PREFIX + len as usize;
-    if rest.len() < total {
-        return Err(starved);
-    }
-    let body = &rest[LEN_PREFIX..total];
-    *rest = &rest[total..];
-    postcard::from_bytes(body).map_err(|_| Expect::Protocol)
-}
-
-/// What a side without a secret must conclude from the remote's bytes.
-fn expect(bytes: &[u8], eof: bool, accepting: bool) -> Expect {
-    if bytes.len() < 6 {
-        return if eof {
-            Expect::Protocol
-        } else {
-            Expect::Timeout
-        };
-    }
-    if bytes[..4] != MAGIC {
-        return Expect::Protocol;
-    }
-    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != VERSION {
-        return Expect::Version(version);
-    }
-    let mut rest = &bytes[6..];
-    let hello = match next_message(&mut rest, eof) {
-        Ok(Handshake::Hello(h)) => h,
-        Ok(_) => return Expect::Protocol,
-        Err(e) => return e,
-    };
-    if hello.auth {
-        return Expect::AuthFailed;
-    }
-    if accepting {
-        return Expect::Ok(None);
-    }
-    match next_message(&mut rest, eof) {
-        Ok(Handshake::Verdict(Verdict::Accepted { connection_id })) => {
-            Expect::Ok(Some(connection_id))
-        }
-        Ok(Handshake::Verdict(Verdict::Rejected(e))) => Expect::Rejected(e),
-        Ok(_) => Expect::Protocol,
-        Err(e) => e,
-    }
-}
 
 fn agrees(got: &Result<Peer, RpcError>, want: &Expect) -> bool {
     match (got, want) {
@@ -154,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         if secret {
             assert!(got.is_err(), "authenticated without the secret");
         } else {
-            let want = expect(&bytes, eof, accepting);
+            let want = expect_handshake(&bytes, eof, accepting);
             assert!(agrees(&got, &want), "got {got:?}, want {want:?}");
         }
         drop(remote);

@@ -20,11 +20,14 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use rpc_core::codec::FrameReader;
 use rpc_core::wire::{
-    decode_header, encode_frame, Handshake, Header, Hello, Verdict, HANDSHAKE_MAX_FRAME,
-    LEN_PREFIX, MAGIC, VERSION,
+    decode_header, encode_frame, Handshake, Header, Hello, Verdict, LEN_PREFIX, MAGIC, VERSION,
 };
 use rpc_core::{expose, DisconnectReason, Peer, PeerConfig, Registry, RpcError};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+#[path = "support/reference.rs"]
+mod reference;
+use reference::{expect_handshake, frames_of, End, Expect};
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -344,109 +347,6 @@ fn handshake_script() -> impl Strategy<Value = Vec<u8>> {
 
 // ---------------------------------------------------------------------------
 // References
-
-#[derive(Debug, PartialEq)]
-enum End {
-    Clean,
-    TooLarge(u64),
-    Truncated,
-}
-
-/// The frames a correct reader yields from `stream` under `limit`, and how
-/// the stream ends.
-fn frames_of(mut stream: &[u8], limit: u32) -> (Vec<&[u8]>, End) {
-    let mut frames = Vec::new();
-    loop {
-        if stream.is_empty() {
-            return (frames, End::Clean);
-        }
-        if stream.len() < LEN_PREFIX {
-            return (frames, End::Truncated);
-        }
-        let len = u32::from_le_bytes(stream[..LEN_PREFIX].try_into().unwrap());
-        if len > limit {
-            return (frames, End::TooLarge(u64::from(len)));
-        }
-        let total = LEN_PREFIX + len as usize;
-        if stream.len() < total {
-            return (frames, End::Truncated);
-        }
-        frames.push(&stream[LEN_PREFIX..total]);
-        stream = &stream[total..];
-    }
-}
-
-/// How a handshake without a shared secret must end, given everything the
-/// remote sent and whether it then closed its side (`eof`) or went silent.
-#[derive(Debug)]
-enum Expect {
-    /// Success; for the connecting side, with this connection id.
-    Ok(Option<u64>),
-    Protocol,
-    Version(u16),
-    AuthFailed,
-    Timeout,
-    Rejected(RpcError),
-}
-
-fn next_message(rest: &mut &[u8], eof: bool) -> Result<Handshake, Expect> {
-    let starved = if eof {
-        Expect::Protocol
-    } else {
-        Expect::Timeout
-    };
-    if rest.len() < LEN_PREFIX {
-        return Err(starved);
-    }
-    let len = u32::from_le_bytes(rest[..LEN_PREFIX].try_into().unwrap());
-    if len > HANDSHAKE_MAX_FRAME {
-        return Err(Expect::Protocol);
-    }
-    let total = LEN_PREFIX + len as usize;
-    if rest.len() < total {
-        return Err(starved);
-    }
-    let body = &rest[LEN_PREFIX..total];
-    *rest = &rest[total..];
-    postcard::from_bytes(body).map_err(|_| Expect::Protocol)
-}
-
-fn expect_handshake(bytes: &[u8], eof: bool, accepting: bool) -> Expect {
-    if bytes.len() < 6 {
-        return if eof {
-            Expect::Protocol
-        } else {
-            Expect::Timeout
-        };
-    }
-    if bytes[..4] != MAGIC {
-        return Expect::Protocol;
-    }
-    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != VERSION {
-        return Expect::Version(version);
-    }
-    let mut rest = &bytes[6..];
-    let hello = match next_message(&mut rest, eof) {
-        Ok(Handshake::Hello(h)) => h,
-        Ok(_) => return Expect::Protocol,
-        Err(e) => return e,
-    };
-    if hello.auth {
-        return Expect::AuthFailed;
-    }
-    if accepting {
-        return Expect::Ok(None);
-    }
-    match next_message(&mut rest, eof) {
-        Ok(Handshake::Verdict(Verdict::Accepted { connection_id })) => {
-            Expect::Ok(Some(connection_id))
-        }
-        Ok(Handshake::Verdict(Verdict::Rejected(e))) => Expect::Rejected(e),
-        Ok(_) => Expect::Protocol,
-        Err(e) => e,
-    }
-}
 
 fn agrees(got: &Result<u64, RpcError>, want: &Expect) -> bool {
     match (got, want) {

@@ -1,0 +1,116 @@
+//! Reference models of what must happen to the bytes a remote sends: the
+//! frames a correct reader yields, and how a handshake without a shared
+//! secret must end. Shared by the property tests (`fuzz_props.rs`) and the
+//! cargo-fuzz targets in `fuzz/`, which include this file by path.
+
+// Each user needs only part of it.
+#![allow(dead_code)]
+
+use rpc_core::wire::{Handshake, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
+use rpc_core::RpcError;
+
+/// How a stream of frames ends.
+#[derive(Debug, PartialEq)]
+pub(crate) enum End {
+    Clean,
+    TooLarge(u64),
+    Truncated,
+}
+
+/// The frames a correct reader yields from `stream` under `limit`, and how
+/// the stream ends.
+pub(crate) fn frames_of(mut stream: &[u8], limit: u32) -> (Vec<&[u8]>, End) {
+    let mut frames = Vec::new();
+    loop {
+        if stream.is_empty() {
+            return (frames, End::Clean);
+        }
+        if stream.len() < LEN_PREFIX {
+            return (frames, End::Truncated);
+        }
+        let len = u32::from_le_bytes(stream[..LEN_PREFIX].try_into().unwrap());
+        if len > limit {
+            return (frames, End::TooLarge(u64::from(len)));
+        }
+        let total = LEN_PREFIX + len as usize;
+        if stream.len() < total {
+            return (frames, End::Truncated);
+        }
+        frames.push(&stream[LEN_PREFIX..total]);
+        stream = &stream[total..];
+    }
+}
+
+/// How a handshake without a shared secret must end, given everything the
+/// remote sent and whether it then closed its side (`eof`) or went silent.
+#[derive(Debug)]
+pub(crate) enum Expect {
+    /// Success; for the connecting side, with this connection id.
+    Ok(Option<u64>),
+    Protocol,
+    Version(u16),
+    AuthFailed,
+    Timeout,
+    Rejected(RpcError),
+}
+
+/// The next handshake message, or how the handshake fails reading it.
+pub(crate) fn next_message(rest: &mut &[u8], eof: bool) -> Result<Handshake, Expect> {
+    let starved = if eof {
+        Expect::Protocol
+    } else {
+        Expect::Timeout
+    };
+    if rest.len() < LEN_PREFIX {
+        return Err(starved);
+    }
+    let len = u32::from_le_bytes(rest[..LEN_PREFIX].try_into().unwrap());
+    if len > HANDSHAKE_MAX_FRAME {
+        return Err(Expect::Protocol);
+    }
+    let total = LEN_PREFIX + len as usize;
+    if rest.len() < total {
+        return Err(starved);
+    }
+    let body = &rest[LEN_PREFIX..total];
+    *rest = &rest[total..];
+    postcard::from_bytes(body).map_err(|_| Expect::Protocol)
+}
+
+/// What a side without a secret must conclude from the remote's bytes.
+pub(crate) fn expect_handshake(bytes: &[u8], eof: bool, accepting: bool) -> Expect {
+    if bytes.len() < 6 {
+        return if eof {
+            Expect::Protocol
+        } else {
+            Expect::Timeout
+        };
+    }
+    if bytes[..4] != MAGIC {
+        return Expect::Protocol;
+    }
+    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+    if version != VERSION {
+        return Expect::Version(version);
+    }
+    let mut rest = &bytes[6..];
+    let hello = match next_message(&mut rest, eof) {
+        Ok(Handshake::Hello(h)) => h,
+        Ok(_) => return Expect::Protocol,
+        Err(e) => return e,
+    };
+    if hello.auth {
+        return Expect::AuthFailed;
+    }
+    if accepting {
+        return Expect::Ok(None);
+    }
+    match next_message(&mut rest, eof) {
+        Ok(Handshake::Verdict(Verdict::Accepted { connection_id })) => {
+            Expect::Ok(Some(connection_id))
+        }
+        Ok(Handshake::Verdict(Verdict::Rejected(e))) => Expect::Rejected(e),
+        Ok(_) => Expect::Protocol,
+        Err(e) => e,
+    }
+}
