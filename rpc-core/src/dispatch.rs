@@ -16,9 +16,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::conn::Conn;
 use crate::context::CallContext;
 use crate::error::RpcError;
-use crate::peer::Conn;
 
 /// A boxed handler future, as returned in [`Handled::Pending`].
 ///

@@ -57,6 +57,7 @@ extern crate self as rpc_core;
 
 pub mod codec;
 mod config;
+mod conn;
 mod context;
 mod dispatch;
 mod error;
