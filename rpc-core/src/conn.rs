@@ -172,7 +172,7 @@ struct OutState {
 
 impl Outbox {
     /// Bytes waiting for the writer.
-    fn queued(&self) -> usize {
+    fn len(&self) -> usize {
         lock(&self.state).buf.len()
     }
 
@@ -198,6 +198,9 @@ struct ReadBatch {
     calls: Vec<Incoming>,
     /// Replies (and pongs) to this side's calls, by id.
     replies: Vec<(u64, Result<Bytes, RpcError>)>,
+    /// The callers of those replies, woken once the table is unlocked
+    /// (kept between reads so that its memory is reused).
+    waking: Vec<(ReplyTx, Result<Bytes, RpcError>)>,
 }
 
 /// Removes a call from the pending table if its future is dropped early, and
@@ -216,9 +219,7 @@ impl Drop for PendingGuard<'_> {
         }
         let was_pending = lock(&self.conn.pending).calls.remove(&self.id).is_some();
         if was_pending && self.sent {
-            let mut buf = Vec::with_capacity(16);
-            encode_bare(&mut buf, &Header::Cancel { id: self.id });
-            let _ = self.conn.push_raw(&buf);
+            let _ = self.conn.push_bare(&Header::Cancel { id: self.id });
             trace!(id = self.id, "call abandoned; cancel sent");
         }
     }
@@ -449,14 +450,14 @@ impl Conn {
         }
         let queued = st.buf.len();
         drop(st);
-        self.queued(queued, was_empty)
+        self.after_push(queued, was_empty)
     }
 
     /// After bytes were queued: wakes the writer when the queue was empty,
     /// and ends the connection when the remote lets more pile up than the
     /// send-queue limit (it stopped reading but may still be sending). One
     /// frame alone never counts, however large.
-    fn queued(&self, queued: usize, was_empty: bool) -> Result<(), RpcError> {
+    fn after_push(&self, queued: usize, was_empty: bool) -> Result<(), RpcError> {
         if was_empty {
             self.out.wake.notify_one();
         } else if queued > self.max_send_queue {
@@ -471,17 +472,9 @@ impl Conn {
         Ok(())
     }
 
-    pub(crate) fn push_raw(&self, frame: &[u8]) -> Result<(), RpcError> {
-        let mut st = lock(&self.out.state);
-        if st.closing {
-            drop(st);
-            return Err(self.closed_error());
-        }
-        let was_empty = st.buf.is_empty();
-        st.buf.extend_from_slice(frame);
-        let queued = st.buf.len();
-        drop(st);
-        self.queued(queued, was_empty)
+    /// Queues a frame that is a header alone (ping, pong, cancel).
+    pub(crate) fn push_bare(&self, header: &Header<'_>) -> Result<(), RpcError> {
+        self.push_frame(header, &())
     }
 
     pub(crate) fn send_reply<R: Serialize + ?Sized>(&self, id: u64, value: &R) {
@@ -506,19 +499,15 @@ impl Conn {
         let mut spare: Vec<u8> = Vec::new();
         let mut closed = self.closed.subscribe();
         loop {
-            let closing = {
+            let took = {
                 let mut st = lock(&self.out.state);
-                if st.buf.is_empty() {
-                    if st.closing {
-                        break;
-                    }
-                    None
-                } else {
-                    std::mem::swap(&mut st.buf, &mut spare);
-                    Some(st.closing)
+                if st.buf.is_empty() && st.closing {
+                    break;
                 }
+                std::mem::swap(&mut st.buf, &mut spare);
+                !spare.is_empty()
             };
-            if closing.is_none() {
+            if !took {
                 self.out.wake.notified().await;
                 continue;
             }
@@ -580,7 +569,7 @@ impl Conn {
                     Err(e) => break 'outer DisconnectReason::Protocol(e.to_string()),
                 }
             }
-            self.complete_all(&mut batch.replies);
+            self.complete_all(&mut batch);
             if !batch.calls.is_empty() {
                 // If the dispatcher is gone the calls are dropped, which
                 // releases them.
@@ -596,7 +585,7 @@ impl Conn {
         };
         // Replies that arrived just before the end (a reply followed by a
         // goodbye in one read) still reach their callers.
-        self.complete_all(&mut batch.replies);
+        self.complete_all(&mut batch);
         self.close(reason, false);
     }
 
@@ -628,7 +617,7 @@ impl Conn {
                 timeout_ms,
             } => {
                 if let Some(target) = self.admit(Some(id), target, registry, cache) {
-                    self.dispatch(
+                    self.enqueue(
                         Some(id),
                         target,
                         timeout_ms,
@@ -639,7 +628,7 @@ impl Conn {
             }
             Header::Notify { target } => {
                 if let Some(target) = self.admit(None, target, registry, cache) {
-                    self.dispatch(None, target, 0, skip(frame, header_len), &mut batch.calls);
+                    self.enqueue(None, target, 0, skip(frame, header_len), &mut batch.calls);
                 }
             }
             Header::Reply { id } => batch.replies.push((id, Ok(skip(frame, header_len)))),
@@ -656,9 +645,7 @@ impl Conn {
                 }
             }
             Header::Ping { id } => {
-                let mut buf = Vec::with_capacity(16);
-                encode_bare(&mut buf, &Header::Pong { id });
-                let _ = self.push_raw(&buf);
+                let _ = self.push_bare(&Header::Pong { id });
             }
             Header::Pong { id } => {
                 if id != 0 {
@@ -673,21 +660,20 @@ impl Conn {
 
     /// Hands each reply to its waiting caller; the table is locked once for
     /// all of them, and no caller is woken while it is held.
-    fn complete_all(&self, replies: &mut Vec<(u64, Result<Bytes, RpcError>)>) {
-        if replies.is_empty() {
+    fn complete_all(&self, batch: &mut ReadBatch) {
+        if batch.replies.is_empty() {
             return;
         }
-        let mut waiting = Vec::with_capacity(replies.len());
         {
             let mut p = lock(&self.pending);
-            for (id, result) in replies.drain(..) {
+            for (id, result) in batch.replies.drain(..) {
                 match p.calls.remove(&id) {
-                    Some(tx) => waiting.push((tx, result)),
+                    Some(tx) => batch.waking.push((tx, result)),
                     None => trace!(id, "reply for a call no longer waiting"),
                 }
             }
         }
-        for (tx, result) in waiting {
+        for (tx, result) in batch.waking.drain(..) {
             let _ = tx.send(result);
         }
     }
@@ -735,7 +721,7 @@ impl Conn {
     }
 
     /// Adds an admitted call to the batch for the dispatcher.
-    fn dispatch(
+    fn enqueue(
         self: &Arc<Self>,
         id: Option<u64>,
         target: Arc<Target>,
@@ -780,11 +766,7 @@ impl Conn {
         while let Some(batch) = jobs.recv().await {
             let split = pipeline && batch.len() > PIPELINE_MIN_BATCH;
             for (i, call) in batch.into_iter().enumerate() {
-                if split
-                    && i > 0
-                    && i % PIPELINE_STEP == 0
-                    && self.out.queued() < PIPELINE_MAX_BYTES
-                {
+                if split && i > 0 && i % PIPELINE_STEP == 0 && self.out.len() < PIPELINE_MAX_BYTES {
                     tokio::task::yield_now().await;
                 }
                 self.run(call);
@@ -951,8 +933,6 @@ impl Conn {
 
     async fn heartbeat_loop(self: Arc<Self>, interval: Duration, timeout: Duration) {
         self.touch();
-        let mut ping = Vec::with_capacity(16);
-        encode_bare(&mut ping, &Header::Ping { id: 0 });
         let tick = interval.min(timeout / 2).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(tick).await;
@@ -963,7 +943,8 @@ impl Conn {
                 self.close(DisconnectReason::HeartbeatTimeout, false);
                 return;
             }
-            if idle >= interval.min(timeout / 2) && self.push_raw(&ping).is_err() {
+            if idle >= interval.min(timeout / 2) && self.push_bare(&Header::Ping { id: 0 }).is_err()
+            {
                 return;
             }
         }

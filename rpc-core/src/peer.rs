@@ -22,7 +22,7 @@ use crate::config::PeerConfig;
 use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, Role};
-use crate::wire::{encode_bare, Header, HANDSHAKE_MAX_FRAME};
+use crate::wire::{Header, HANDSHAKE_MAX_FRAME};
 
 use crate::conn::{lock, Conn, PendingGuard};
 
@@ -802,9 +802,7 @@ impl Peer {
             armed: true,
             sent: false,
         };
-        let mut buf = Vec::new();
-        encode_bare(&mut buf, &Header::Ping { id });
-        conn.push_raw(&buf)?;
+        conn.push_bare(&Header::Ping { id })?;
         guard.sent = true;
         let r = rx.await;
         guard.armed = false;
