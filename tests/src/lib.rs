@@ -101,3 +101,20 @@ pub async fn next_disconnect(
         }
     }
 }
+
+/// A server exposing `object` under its default name, bound at `addr`
+/// (for example `tcp://127.0.0.1:0`, or an address from [`addresses`]).
+///
+/// # Panics
+///
+/// When the address cannot be bound.
+pub async fn serve<S: rpc_core::Service>(
+    object: S,
+    addr: impl rpc_transport::ToAddress,
+) -> rpc_transport::Server {
+    rpc_transport::Server::builder()
+        .expose(object)
+        .bind(addr)
+        .await
+        .expect("bind")
+}

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use rpc_core::{expose, CallContext, Peer, RpcError, Service};
-use rpc_tests::{addresses, init_tracing, within};
+use rpc_tests::{addresses, init_tracing, serve, within};
 use rpc_transport::{Event, Server};
 use serde::{Deserialize, Serialize};
 
@@ -584,11 +584,7 @@ impl Blobs {
 async fn byte_vectors_travel_through_stubs_and_dynamic_calls_alike() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Blobs)
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Blobs, &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let blobs = BlobsClient::new(&client);
             let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();

@@ -9,24 +9,16 @@ use futures::future::join_all;
 use rpc_core::{DisconnectReason, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress, ProgressClient};
 use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
-use rpc_tests::{accepted, addresses, init_tracing, next_disconnect, within};
+use rpc_tests::{accepted, addresses, init_tracing, next_disconnect, serve, within};
 use rpc_transport::Server;
 use tokio::io::AsyncWriteExt;
-
-async fn server_at(addr: &str) -> Server {
-    Server::builder()
-        .expose(Calc::default())
-        .bind(addr)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn calls_go_both_ways() {
     init_tracing();
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let progress = Progress::default();
             let client = rpc_transport::connect(server.local_addr())
@@ -56,7 +48,7 @@ async fn calls_go_both_ways() {
 async fn handler_calls_back_into_its_caller_during_the_call() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let progress = Progress::default();
             let client = rpc_transport::connect(server.local_addr())
                 .expose(progress.clone())
@@ -75,7 +67,7 @@ async fn handler_calls_back_into_its_caller_during_the_call() {
 async fn a_thousand_concurrent_calls_each_way_on_one_connection() {
     for (addr, _dir) in addresses() {
         within(30, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let client = rpc_transport::connect(server.local_addr())
                 .expose(Progress::default())
@@ -108,7 +100,7 @@ async fn a_thousand_concurrent_calls_each_way_on_one_connection() {
 async fn unknown_names_and_wrong_arguments_are_clear_errors() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let e = client
                 .call::<i64, _>("Nope.add", &(1i64, 2i64))
@@ -159,7 +151,7 @@ async fn unknown_names_and_wrong_arguments_are_clear_errors() {
 async fn a_panicking_handler_fails_only_its_call() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let calc = CalcClient::new(&client);
             let slow = calc.slow(200);
@@ -189,7 +181,7 @@ async fn a_panicking_handler_fails_only_its_call() {
 async fn dropping_the_server_mid_call_fails_the_call_promptly() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let calc = CalcClient::new(&client);
             let call = tokio::spawn(async move { calc.slow(60_000).await });
@@ -211,7 +203,7 @@ async fn dropping_the_server_mid_call_fails_the_call_promptly() {
 async fn a_client_that_vanishes_fails_the_servers_calls_to_it() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let client = rpc_transport::connect(server.local_addr())
                 .expose(Progress::default())
@@ -253,7 +245,7 @@ async fn a_client_that_vanishes_fails_the_servers_calls_to_it() {
 async fn hostile_bytes_close_only_their_own_connection() {
     for (addr, _dir) in addresses() {
         within(20, async {
-            let server = server_at(&addr).await;
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let good = rpc_transport::connect(server.local_addr()).await.unwrap();
             let calc = CalcClient::new(&good);

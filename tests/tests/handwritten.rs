@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use rpc_core::{Handled, Incoming, RpcError, Service};
+use rpc_tests::serve;
 use rpc_tests::within;
 
 struct Greeter;
@@ -33,11 +34,7 @@ impl Service for Greeter {
 #[tokio::test]
 async fn hand_written_service_over_tcp() {
     within(10, async {
-        let server = rpc_transport::Server::builder()
-            .expose(Greeter)
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(Greeter, "tcp://127.0.0.1:0").await;
         let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
         let s: String = peer.call("Greeter.hello", &("ada",)).await.unwrap();
         assert_eq!(s, "hello, ada");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{DisconnectReason, PeerConfig, RpcError, Status};
 use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient, Progress, ProgressClient};
-use rpc_tests::{addresses, init_tracing, next_disconnect, within};
+use rpc_tests::{addresses, init_tracing, next_disconnect, serve, within};
 use rpc_transport::{server_available, Backoff, Event, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -17,11 +17,7 @@ async fn events_report_connects_and_disconnects_with_ids_and_names() {
     init_tracing();
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let a = rpc_transport::connect(server.local_addr())
                 .name("alpha")
@@ -79,11 +75,7 @@ async fn a_call_times_out_and_its_handler_is_stopped() {
         within(10, async {
             let calc = Calc::default();
             let finished = calc.finished.clone();
-            let server = Server::builder()
-                .expose(calc)
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(calc, &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let stub = CalcClient::new(&client).with_timeout(Duration::from_millis(100));
             let t = Instant::now();
@@ -112,11 +104,7 @@ async fn a_call_times_out_and_its_handler_is_stopped() {
 #[tokio::test]
 async fn the_peers_default_timeout_applies() {
     within(10, async {
-        let server = Server::builder()
-            .expose(Calc::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(Calc::default(), "tcp://127.0.0.1:0").await;
         let client = rpc_transport::connect(server.local_addr())
             .call_timeout(Duration::from_millis(50))
             .await
@@ -211,11 +199,7 @@ async fn killing_the_server_process_fails_the_call_in_flight() {
 async fn a_client_reconnects_and_serves_its_objects_again() {
     for (addr, _dir) in addresses() {
         within(20, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let bound = server.local_addr().clone();
             let progress = Progress::default();
             let client = rpc_transport::connect(&bound)
@@ -242,11 +226,7 @@ async fn a_client_reconnects_and_serves_its_objects_again() {
             assert_eq!(calc.add(1, 2).await.unwrap_err(), RpcError::NotConnected);
             assert!(t.elapsed() < Duration::from_millis(50));
 
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(&bound)
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &bound).await;
             let mut events = server.events();
             status.wait_for(|s| *s == Status::Connected).await.unwrap();
             assert_eq!(calc.add(2, 3).await.unwrap(), 5);
@@ -404,11 +384,7 @@ async fn shared_secret_authentication() {
 #[tokio::test]
 async fn a_client_with_a_secret_refuses_a_server_without_one() {
     within(10, async {
-        let server = Server::builder()
-            .expose(Calc::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(Calc::default(), "tcp://127.0.0.1:0").await;
         let e = rpc_transport::connect(server.local_addr())
             .secret("x")
             .await
@@ -453,11 +429,7 @@ async fn graceful_shutdown_finishes_calls_then_runs_close_hooks() {
         within(10, async {
             let gauge = Gauge::default();
             let closed = gauge.closed.clone();
-            let server = Server::builder()
-                .expose(gauge)
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(gauge, &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let g = GaugeClient::new(&client);
             let call = tokio::spawn(async move { g.hold(300).await });
@@ -476,11 +448,7 @@ async fn graceful_shutdown_finishes_calls_then_runs_close_hooks() {
 async fn the_probe_tells_whether_a_server_answers() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let bound = server.local_addr().clone();
             assert!(server_available(&bound, Duration::from_secs(2)).await);
             drop(server);
@@ -496,11 +464,7 @@ async fn a_live_unix_socket_is_in_use_and_a_stale_one_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         let addr = format!("unix://{}", path.display());
-        let first = Server::builder()
-            .expose(Calc::default())
-            .bind(addr.as_str())
-            .await
-            .unwrap();
+        let first = serve(Calc::default(), &addr).await;
         let e = Server::builder().bind(addr.as_str()).await.unwrap_err();
         assert!(
             matches!(&e, RpcError::Io(m) if m.contains("address in use")),
@@ -511,11 +475,7 @@ async fn a_live_unix_socket_is_in_use_and_a_stale_one_is_replaced() {
         let stale = std::os::unix::net::UnixListener::bind(dir.path().join("t.sock")).unwrap();
         drop(stale);
         let addr2 = format!("unix://{}", dir.path().join("t.sock").display());
-        let second = Server::builder()
-            .expose(Calc::default())
-            .bind(addr2.as_str())
-            .await
-            .unwrap();
+        let second = serve(Calc::default(), &addr2).await;
         let client = rpc_transport::connect(second.local_addr()).await.unwrap();
         assert_eq!(CalcClient::new(&client).add(1, 1).await.unwrap(), 2);
     })

@@ -8,17 +8,13 @@ use std::time::{Duration, Instant};
 
 use rpc_core::{expose, DisconnectReason, PeerConfig, RpcError, Status};
 use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient};
-use rpc_tests::{accepted, addresses, next_disconnect, within};
+use rpc_tests::{accepted, addresses, next_disconnect, serve, within};
 use rpc_transport::{Backoff, Server};
 
 #[tokio::test]
 async fn a_typed_stub_uses_the_peers_default_timeout() {
     within(10, async {
-        let server = Server::builder()
-            .expose(Calc::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(Calc::default(), "tcp://127.0.0.1:0").await;
         let client = rpc_transport::connect(server.local_addr())
             .call_timeout(Duration::from_millis(50))
             .await
@@ -109,11 +105,7 @@ impl Locker {
 async fn an_object_exposed_on_an_accepted_peer_is_private_to_that_client() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let alice = rpc_transport::connect(server.local_addr()).await.unwrap();
             let alice_side = accepted(&mut events).await;
@@ -142,11 +134,7 @@ async fn an_object_exposed_on_an_accepted_peer_is_private_to_that_client() {
 async fn a_draining_server_refuses_new_calls_and_finishes_running_ones() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Gauge::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Gauge::default(), &addr).await;
             let client = rpc_transport::connect(server.local_addr()).await.unwrap();
             let g = GaugeClient::new(&client);
             let running = tokio::spawn({
@@ -299,22 +287,14 @@ async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
 async fn a_dropped_server_frees_its_address_at_once() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let mut server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let mut server = serve(Calc::default(), &addr).await;
             let bound = server.local_addr().clone();
             for _ in 0..20 {
                 let client = rpc_transport::connect(&bound).await.unwrap();
                 assert_eq!(CalcClient::new(&client).add(1, 1).await.unwrap(), 2);
                 drop(server);
                 // No wait: the listening socket is closed by `drop` itself.
-                server = Server::builder()
-                    .expose(Calc::default())
-                    .bind(&bound)
-                    .await
-                    .unwrap();
+                server = serve(Calc::default(), &bound).await;
             }
         })
         .await;
@@ -352,11 +332,7 @@ async fn a_connection_still_shaking_hands_does_not_outlive_shutdown() {
 
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let bound = server.local_addr().clone();
             // An application still listening to the events (which would
             // hold a peer that connected, keeping it open).

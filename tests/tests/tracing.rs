@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rpc_tests::fixtures::{Calc, CalcClient};
+use rpc_tests::serve;
 use rpc_tests::within;
-use rpc_transport::Server;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -59,11 +59,7 @@ async fn each_call_has_a_client_span_and_a_server_span_with_otel_fields() {
     let subscriber = tracing_subscriber::registry().with(recorder.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
     within(10, async {
-        let server = Server::builder()
-            .expose(Calc::default())
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(Calc::default(), "tcp://127.0.0.1:0").await;
         let client = rpc_transport::connect(server.local_addr()).await.unwrap();
         assert_eq!(CalcClient::new(&client).add(2, 3).await.unwrap(), 5);
     })
