@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 #[path = "support/reference.rs"]
 mod reference;
-use reference::{expect_handshake, frames_of, End, Expect};
+use reference::{agrees, expect_handshake, frames_of, End};
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -347,21 +347,6 @@ fn handshake_script() -> impl Strategy<Value = Vec<u8>> {
 
 // ---------------------------------------------------------------------------
 // References
-
-fn agrees(got: &Result<u64, RpcError>, want: &Expect) -> bool {
-    match (got, want) {
-        (Ok(_), Expect::Ok(None)) => true,
-        (Ok(id), Expect::Ok(Some(want))) => id == want,
-        (Err(e), Expect::Rejected(r)) => e == r,
-        (Err(RpcError::Protocol(_)), Expect::Protocol) => true,
-        (Err(RpcError::VersionMismatch { ours, theirs }), Expect::Version(v)) => {
-            *ours == VERSION && theirs == v
-        }
-        (Err(RpcError::AuthFailed(_)), Expect::AuthFailed) => true,
-        (Err(RpcError::Timeout), Expect::Timeout) => true,
-        _ => false,
-    }
-}
 
 /// What garbage after a good handshake must do to the connection.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -114,3 +114,20 @@ pub(crate) fn expect_handshake(bytes: &[u8], eof: bool, accepting: bool) -> Expe
         Err(e) => e,
     }
 }
+
+/// Whether a handshake's outcome (the connection id, or the error) is the
+/// expected one.
+pub(crate) fn agrees(got: &Result<u64, RpcError>, want: &Expect) -> bool {
+    match (got, want) {
+        (Ok(_), Expect::Ok(None)) => true,
+        (Ok(id), Expect::Ok(Some(want))) => id == want,
+        (Err(e), Expect::Rejected(r)) => e == r,
+        (Err(RpcError::Protocol(_)), Expect::Protocol) => true,
+        (Err(RpcError::VersionMismatch { ours, theirs }), Expect::Version(v)) => {
+            *ours == VERSION && theirs == v
+        }
+        (Err(RpcError::AuthFailed(_)), Expect::AuthFailed) => true,
+        (Err(RpcError::Timeout), Expect::Timeout) => true,
+        _ => false,
+    }
+}
