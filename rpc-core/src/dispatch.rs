@@ -746,8 +746,14 @@ impl Incoming {
 /// Hashes a call's target name with FNV-1a: a fraction of SipHash's cost on
 /// these short keys. Safe from flooding because the remote only looks keys
 /// up; it never inserts any.
-#[derive(Default)]
 struct TargetHasher(u64);
+
+impl Default for TargetHasher {
+    fn default() -> Self {
+        // The FNV-1a offset basis.
+        TargetHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl std::hash::Hasher for TargetHasher {
     fn finish(&self) -> u64 {
@@ -755,15 +761,9 @@ impl std::hash::Hasher for TargetHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        self.0 = h;
     }
 }
 
