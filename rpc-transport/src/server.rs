@@ -719,6 +719,8 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
             RpcError::AuthFailed(_) => DisconnectReason::AuthFailed,
             RpcError::Timeout => DisconnectReason::Protocol("handshake timed out".into()),
             RpcError::Io(m) => DisconnectReason::Io(m.clone()),
+            // Closed while shaking hands: by a shutdown, say.
+            RpcError::ConnectionClosed(reason) => reason.clone(),
             other => DisconnectReason::Protocol(other.to_string()),
         };
         warn!(error = %e, "handshake failed");

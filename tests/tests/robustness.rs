@@ -336,7 +336,7 @@ async fn a_connection_still_shaking_hands_does_not_outlive_shutdown() {
             let bound = server.local_addr().clone();
             // An application still listening to the events (which would
             // hold a peer that connected, keeping it open).
-            let _events = server.events();
+            let mut events = server.events();
             // Connected, but the hello is not sent yet: the server waits in
             // its handshake.
             let mut s = raw(&bound).await;
@@ -346,6 +346,8 @@ async fn a_connection_still_shaking_hands_does_not_outlive_shutdown() {
             // right after instead of being served.
             handshake_by_hand(&mut s).await;
             read_until_closed(&mut s).await;
+            let (_, reason) = next_disconnect(&mut events).await;
+            assert_eq!(reason, DisconnectReason::Shutdown);
         })
         .await;
     }
