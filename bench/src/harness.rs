@@ -223,19 +223,24 @@ impl Measurement {
     }
 }
 
+/// Whether `threads == 1` still means a multi-threaded runtime (with one
+/// worker), set once from the command line (`--multi-thread`) and passed on
+/// to the server process.
+pub(crate) static MULTI_THREAD: AtomicBool = AtomicBool::new(false);
+
 /// Builds a runtime with `threads` workers; 1 means a current-thread runtime
-/// (everything on the calling thread).
+/// (everything on the calling thread) unless [`MULTI_THREAD`] is set.
 ///
 /// # Errors
 /// When the runtime cannot be created.
 pub(crate) fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
+    if threads <= 1 && !MULTI_THREAD.load(Ordering::Relaxed) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(threads.max(1))
             .enable_all()
             .build()
     }
@@ -306,6 +311,11 @@ impl ServerProcess {
             .args(["--impl", impl_name])
             .args(["--listen", &listen.to_string()])
             .args(["--threads", &threads.to_string()])
+            .args(
+                MULTI_THREAD
+                    .load(Ordering::Relaxed)
+                    .then_some("--multi-thread"),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -134,6 +134,9 @@ struct RunArgs {
     /// Runtime worker threads on each side (1 = current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A multi-threaded runtime even for `--threads 1`.
+    #[arg(long)]
+    multi_thread: bool,
     /// Warm-up before each measured window, in milliseconds.
     #[arg(long, default_value_t = 300)]
     warmup_ms: u64,
@@ -176,6 +179,9 @@ struct ServeArgs {
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A multi-threaded runtime even for `--threads 1`.
+    #[arg(long)]
+    multi_thread: bool,
 }
 
 fn main() -> ExitCode {
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
 
 /// The hidden server mode.
 fn serve(args: &ServeArgs) -> Result<bool, BoxError> {
+    harness::MULTI_THREAD.store(args.multi_thread, std::sync::atomic::Ordering::Relaxed);
     let listen: Endpoint = args.listen.parse()?;
     args.imp.serve(&listen, args.threads)?;
     Ok(true)
@@ -205,6 +212,7 @@ fn serve(args: &ServeArgs) -> Result<bool, BoxError> {
 /// The comparison run. Returns `false` if any run of a built implementation
 /// failed.
 fn run(args: &RunArgs) -> Result<bool, BoxError> {
+    harness::MULTI_THREAD.store(args.multi_thread, std::sync::atomic::Ordering::Relaxed);
     let cfg = RunConfig {
         threads: args.threads.max(1),
         warmup: Duration::from_millis(args.warmup_ms),
@@ -222,11 +230,12 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
     let runs = plan.len() * args.transports.len() * args.impls.len();
     let per_run = cfg.warmup + cfg.duration + Duration::from_millis(100);
     println!(
-        "rpc-bench: {} run(s) of {:.1} s + {:.1} s warm-up, {} runtime thread(s) per side, ~{:.0} s",
+        "rpc-bench: {} run(s) of {:.1} s + {:.1} s warm-up, {} runtime thread(s) per side ({}), ~{:.0} s",
         runs,
         cfg.duration.as_secs_f64(),
         cfg.warmup.as_secs_f64(),
         cfg.threads,
+        if cfg.threads > 1 || args.multi_thread { "multi-thread runtime" } else { "current-thread runtime" },
         (per_run * u32::try_from(runs).unwrap_or(u32::MAX)).as_secs_f64()
     );
     let mut ok = true;
