@@ -12,9 +12,8 @@ use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
 
 use libfuzzer_sys::fuzz_target;
-use rpc_core::codec::FrameReader;
-use rpc_core::wire::{decode_header, encode_frame, LEN_PREFIX};
-use rpc_core::RpcError;
+use rpc_core::__wire::{FrameReader, ReadError};
+use rpc_core::__wire::{decode_header, encode_frame, LEN_PREFIX};
 use tokio::io::{AsyncRead, ReadBuf};
 
 #[path = "../../rpc-core/tests/support/reference.rs"]
@@ -107,12 +106,12 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(want_end, End::Clean);
                 break;
             }
-            Err(RpcError::TooLarge { size, limit: l }) => {
+            Err(ReadError::TooLarge { size, limit: l }) => {
                 assert_eq!(want_end, End::TooLarge(size));
                 assert_eq!(l, u64::from(limit));
                 break;
             }
-            Err(RpcError::Protocol(_)) => {
+            Err(ReadError::Truncated { .. }) => {
                 assert_eq!(want_end, End::Truncated);
                 break;
             }

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use rpc_core::wire::{MAGIC, VERSION};
+use rpc_core::__wire::{MAGIC, VERSION};
 use rpc_core::{Peer, PeerConfig, Registry};
 use tokio::io::AsyncWriteExt;
 

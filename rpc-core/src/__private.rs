@@ -21,7 +21,7 @@ pub fn targets(object: &str, methods: &[&str]) -> Arc<[Box<str>]> {
 }
 
 /// Makes a call on behalf of a generated stub: with the stub's timeout, or
-/// else the peer's default.
+/// else the peer's default (settled in one place, `Peer::call_inner`).
 pub async fn call<A, R>(
     peer: &Peer,
     target: &str,
@@ -32,7 +32,6 @@ where
     A: Serialize + ?Sized,
     R: DeserializeOwned,
 {
-    let timeout = timeout.or(peer.config().default_call_timeout());
     peer.call_inner(target, args, timeout).await
 }
 

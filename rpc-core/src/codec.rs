@@ -4,8 +4,50 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::error::RpcError;
 use crate::wire::LEN_PREFIX;
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The announced length is over the limit; nothing was allocated for it.
+    TooLarge {
+        /// The announced length.
+        size: u64,
+        /// The limit it exceeded.
+        limit: u64,
+    },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes of the unfinished frame that had arrived.
+        pending: usize,
+    },
+    /// The stream failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge { size, limit } => write!(
+                f,
+                "a frame of {size} bytes was announced, over the limit of {limit} bytes"
+            ),
+            ReadError::Truncated { pending } => {
+                write!(
+                    f,
+                    "the stream ended inside a frame ({pending} bytes pending)"
+                )
+            }
+            ReadError::Io(e) => write!(f, "reading failed: {e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
 
 /// The smallest and largest amount the read buffer grows by when it is
 /// full. An idle connection waits with the smallest (memory per idle
@@ -18,21 +60,6 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Splits a byte stream into frames.
-///
-/// # Examples
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// use rpc_core::codec::FrameReader;
-///
-/// let bytes: &[u8] = &[3, 0, 0, 0, b'a', b'b', b'c', 200, 0, 0, 0];
-/// let mut r = FrameReader::new(bytes, 16);
-/// assert_eq!(&r.next_frame().await.unwrap().unwrap()[..], b"abc");
-/// // The next length (200) exceeds the limit (16): refused before reading it.
-/// assert!(r.next_frame().await.is_err());
-/// # }
-/// ```
 #[derive(Debug)]
 pub struct FrameReader<R> {
     io: R,
@@ -47,21 +74,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader that refuses frames longer than `max_frame` bytes.
     ///
     /// Nothing is read until a frame is asked for.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::codec::FrameReader;
-    ///
-    /// let bytes: &[u8] = &[2, 0, 0, 0, b'h', b'i'];
-    /// let mut r = FrameReader::new(bytes, 1024);
-    /// assert_eq!(&r.next_frame().await?.unwrap()[..], b"hi");
-    /// assert!(r.next_frame().await?.is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
     pub fn new(io: R, max_frame: u32) -> Self {
         FrameReader {
             io,
@@ -76,23 +88,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// A frame refused by the old limit stays in the buffer, so it can be
     /// read once the limit allows it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::{codec::FrameReader, RpcError};
-    ///
-    /// let bytes: &[u8] = &[8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-    /// let mut r = FrameReader::new(bytes, 4);
-    /// let err = r.next_frame().await.unwrap_err();
-    /// assert_eq!(err, RpcError::TooLarge { size: 8, limit: 4 });
-    /// r.set_max_frame(8);
-    /// assert_eq!(r.next_frame().await?.unwrap().len(), 8);
-    /// # Ok(())
-    /// # }
-    /// ```
     pub fn set_max_frame(&mut self, max_frame: u32) {
         self.max_frame = max_frame;
     }
@@ -101,26 +96,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// # Errors
     ///
-    /// [`RpcError::TooLarge`] when the announced length exceeds the limit.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::codec::FrameReader;
-    ///
-    /// // One whole frame (`[9]`), then the first half of a length prefix.
-    /// let bytes: &[u8] = &[1, 0, 0, 0, 9, 1, 0];
-    /// let mut r = FrameReader::new(bytes, 16);
-    /// assert_eq!(r.buffered_frame()?, None); // nothing has been read yet
-    /// assert!(r.fill().await?);
-    /// assert_eq!(r.buffered_frame()?.as_deref(), Some(&[9u8][..]));
-    /// assert_eq!(r.buffered_frame()?, None); // the rest is incomplete
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
+    /// [`ReadError::TooLarge`] when the announced length exceeds the limit.
+    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
         if self.buf.len() < LEN_PREFIX {
             return Ok(None);
         }
@@ -128,15 +105,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         len_bytes.copy_from_slice(&self.buf[..LEN_PREFIX]);
         let len = u32::from_le_bytes(len_bytes);
         if len > self.max_frame {
-            return Err(RpcError::TooLarge {
+            return Err(ReadError::TooLarge {
                 size: u64::from(len),
                 limit: u64::from(self.max_frame),
             });
         }
         let total = LEN_PREFIX + len as usize;
         if self.buf.len() < total {
-            // Room for the rest of this frame; bounded by the limit above.
-            self.buf.reserve(total - self.buf.len());
+            // Room for more of this frame, grown with what has arrived
+            // (at most doubling it) rather than reserved as announced: a
+            // peer that announces a large frame and sends little of it
+            // holds little memory.
+            let have = self.buf.len();
+            self.buf
+                .reserve((total - have).min(have.max(MAX_READ_CHUNK)));
             return Ok(None);
         }
         let mut frame = self.buf.split_to(total);
@@ -151,29 +133,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// # Errors
     ///
-    /// [`RpcError::Protocol`] when the stream ends in the middle of a frame;
-    /// on a read error, [`RpcError::ConnectionClosed`] when the stream was
-    /// reset or broken by the other end and [`RpcError::Io`] otherwise.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::{codec::FrameReader, RpcError};
-    ///
-    /// let mut r = FrameReader::new(&[1, 0, 0, 0, 7][..], 16);
-    /// assert!(r.fill().await?);
-    /// assert_eq!(r.buffered_frame()?.as_deref(), Some(&[7u8][..]));
-    /// assert!(!r.fill().await?); // clean end of stream
-    ///
-    /// let mut cut = FrameReader::new(&[5, 0, 0][..], 16);
-    /// assert!(cut.fill().await?);
-    /// assert!(matches!(cut.fill().await, Err(RpcError::Protocol(_))));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn fill(&mut self) -> Result<bool, RpcError> {
+    /// [`ReadError::Truncated`] when the stream ends in the middle of a
+    /// frame; [`ReadError::Io`] on a read error.
+    pub async fn fill(&mut self) -> Result<bool, ReadError> {
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = BytesMut::new();
         }
@@ -203,10 +165,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.buf.is_empty() {
                 return Ok(false);
             }
-            return Err(RpcError::Protocol(format!(
-                "stream ended inside a frame ({} bytes pending)",
-                self.buf.len()
-            )));
+            return Err(ReadError::Truncated {
+                pending: self.buf.len(),
+            });
         }
         Ok(true)
     }
@@ -216,28 +177,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// # Errors
     ///
     /// As [`buffered_frame`](Self::buffered_frame) and [`fill`](Self::fill).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::codec::FrameReader;
-    /// use rpc_core::wire::{decode_header, encode_frame, Header};
-    ///
-    /// let mut bytes = Vec::new();
-    /// encode_frame(&mut bytes, &Header::Ping { id: 1 }, &())?;
-    /// encode_frame(&mut bytes, &Header::Goodbye, &())?;
-    /// let mut r = FrameReader::new(&bytes[..], 1024);
-    /// let frame = r.next_frame().await?.unwrap();
-    /// assert_eq!(decode_header(&frame)?.0, Header::Ping { id: 1 });
-    /// let frame = r.next_frame().await?.unwrap();
-    /// assert_eq!(decode_header(&frame)?.0, Header::Goodbye);
-    /// assert!(r.next_frame().await?.is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, RpcError> {
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             if let Some(f) = self.buffered_frame()? {
                 return Ok(Some(f));
@@ -255,28 +195,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// # Errors
     ///
-    /// [`RpcError::ConnectionClosed`] when the stream ends (or is reset)
-    /// before `out` is full, [`RpcError::Io`] on another read error.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::{codec::FrameReader, wire::MAGIC, RpcError};
-    ///
-    /// let bytes: &[u8] = b"RPC\x7f\x00\x01\x02\x00\x00\x00hi";
-    /// let mut r = FrameReader::new(bytes, 1024);
-    /// let mut preamble = [0u8; 6];
-    /// r.read_raw(&mut preamble).await?;
-    /// assert_eq!(preamble[..4], MAGIC);
-    /// assert_eq!(&r.next_frame().await?.unwrap()[..], b"hi");
-    /// let err = r.read_raw(&mut [0u8; 1]).await.unwrap_err();
-    /// assert!(matches!(err, RpcError::ConnectionClosed(_)));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), RpcError> {
+    /// [`ReadError::Io`] when the stream ends (`UnexpectedEof`) or fails
+    /// before `out` is full.
+    pub async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
         let buffered = self.buf.len().min(out.len());
         out[..buffered].copy_from_slice(&self.buf[..buffered]);
         self.buf.advance(buffered);
@@ -290,21 +211,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ///
     /// Bytes the reader has already taken from it wait in the reader's
     /// buffer, not in the stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), rpc_core::RpcError> {
-    /// use rpc_core::codec::FrameReader;
-    ///
-    /// let mut r = FrameReader::new(&[1, 0, 0, 0, b'x'][..], 16);
-    /// assert_eq!(r.get_mut().len(), 5); // nothing read yet
-    /// assert!(r.next_frame().await?.is_some());
-    /// assert!(r.get_mut().is_empty());
-    /// # Ok(())
-    /// # }
-    /// ```
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.io
     }

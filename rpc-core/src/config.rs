@@ -106,7 +106,7 @@ impl PeerConfig {
     /// The remote learns the limit in the handshake and limits itself to
     /// it: its calls beyond the limit wait on its side for a free slot. A
     /// call that arrives beyond the limit anyway gets
-    /// [`RpcError::Busy`](crate::RpcError::Busy) instead of being queued.
+    /// [`RemoteError::Busy`](crate::RemoteError::Busy) instead of being queued.
     /// Notifications are counted apart, against the same limit; one beyond
     /// it is dropped.
     ///
@@ -244,7 +244,7 @@ impl PeerConfig {
     /// How long the handshake may take (default 10 s).
     ///
     /// A socket that connects and says nothing is dropped after this; the
-    /// handshake fails with [`RpcError::Timeout`](crate::RpcError::Timeout).
+    /// handshake fails with [`RpcError::HandshakeTimeout`](crate::RpcError::HandshakeTimeout).
     ///
     /// # Examples
     ///
@@ -257,7 +257,7 @@ impl PeerConfig {
     /// let (a, _silent) = tokio::io::duplex(1024); // nobody answers on `_silent`
     /// let config = PeerConfig::default().handshake_timeout(Duration::from_millis(20));
     /// let err = Peer::connect(a, Registry::new(), config).await.unwrap_err();
-    /// assert_eq!(err, RpcError::Timeout);
+    /// assert_eq!(err, RpcError::HandshakeTimeout(Duration::from_millis(20)));
     /// # Ok(())
     /// # }
     /// ```

@@ -292,6 +292,10 @@ impl CallContext {
     /// Time left before the caller's deadline (zero once it has passed);
     /// `None` when the call has no timeout.
     ///
+    /// The caller sends its budget rounded up to the millisecond, plus one,
+    /// so that its own timer fires first; this can exceed the budget by up
+    /// to 2 ms.
+    ///
     /// # Examples
     ///
     /// ```
@@ -315,7 +319,7 @@ impl CallContext {
     /// # )?;
     /// let limit = Duration::from_secs(30);
     /// let left: Option<Duration> = client.call_timeout("Probe.left", &(), limit).await?;
-    /// assert!(left.is_some_and(|d| d <= limit));
+    /// assert!(left.is_some_and(|d| d <= limit + Duration::from_millis(2)));
     /// assert_eq!(ProbeClient::new(&client).left().await?, None);
     /// # Ok(())
     /// # }

@@ -6,10 +6,12 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::codec::FrameReader;
+use crate::codec::{FrameReader, ReadError};
 use crate::config::PeerConfig;
 use crate::error::RpcError;
-use crate::wire::{Handshake, Hello, Verdict, HANDSHAKE_MAX_FRAME, MAGIC, NONCE_LEN, VERSION};
+use crate::wire::{
+    Handshake, Hello, Rejection, Verdict, HANDSHAKE_MAX_FRAME, MAGIC, NONCE_LEN, VERSION,
+};
 
 /// Which end of the connection this side is.
 #[derive(Debug, Clone)]
@@ -60,9 +62,33 @@ async fn send<W: AsyncWrite + Unpin>(wr: &mut W, msg: &Handshake) -> Result<(), 
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
-    wr.write_all(&frame).await?;
-    wr.flush().await?;
-    Ok(())
+    write_handshake(wr, &frame).await
+}
+
+/// Writes handshake bytes; the remote closing its end reads as that.
+async fn write_handshake<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> Result<(), RpcError> {
+    let res = async {
+        wr.write_all(bytes).await?;
+        wr.flush().await
+    }
+    .await;
+    res.map_err(|e| RpcError::io_while("writing the handshake", e))
+}
+
+/// What a failed handshake read means.
+fn read_failed(e: ReadError) -> RpcError {
+    match e {
+        ReadError::TooLarge { size, limit } => RpcError::Protocol(format!(
+            "a handshake frame of {size} bytes was announced, over the limit of {limit} bytes"
+        )),
+        ReadError::Truncated { .. } => {
+            RpcError::Protocol("the peer closed the connection during the handshake".into())
+        }
+        ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            RpcError::Protocol("the peer closed the connection during the handshake".into())
+        }
+        ReadError::Io(e) => RpcError::io_while("reading the handshake", e),
+    }
 }
 
 async fn recv<R: AsyncRead + Unpin>(rd: &mut FrameReader<R>) -> Result<Handshake, RpcError> {
@@ -73,12 +99,7 @@ async fn recv<R: AsyncRead + Unpin>(rd: &mut FrameReader<R>) -> Result<Handshake
                 "the peer closed the connection during the handshake".into(),
             ))
         }
-        Err(RpcError::TooLarge { size, limit }) => {
-            return Err(RpcError::Protocol(format!(
-                "handshake frame of {size} bytes exceeds {limit}"
-            )))
-        }
-        Err(e) => return Err(e),
+        Err(e) => return Err(read_failed(e)),
     };
     postcard::from_bytes(&frame)
         .map_err(|e| RpcError::Protocol(format!("malformed handshake message: {e}")))
@@ -86,7 +107,12 @@ async fn recv<R: AsyncRead + Unpin>(rd: &mut FrameReader<R>) -> Result<Handshake
 
 fn nonce() -> Result<[u8; NONCE_LEN], RpcError> {
     let mut n = [0u8; NONCE_LEN];
-    getrandom::fill(&mut n).map_err(|e| RpcError::Io(format!("no randomness from the OS: {e}")))?;
+    getrandom::fill(&mut n).map_err(|e| {
+        RpcError::io_while(
+            "taking randomness from the OS",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     Ok(n)
 }
 
@@ -104,7 +130,7 @@ where
 {
     match tokio::time::timeout(config.handshake_timeout, run(rd, wr, config, role)).await {
         Ok(r) => r,
-        Err(_) => Err(RpcError::Timeout),
+        Err(_) => Err(RpcError::HandshakeTimeout(config.handshake_timeout)),
     }
 }
 
@@ -130,17 +156,13 @@ where
     let mut preamble = [0u8; 6];
     preamble[..4].copy_from_slice(&MAGIC);
     preamble[4..].copy_from_slice(&VERSION.to_be_bytes());
-    wr.write_all(&preamble).await?;
+    write_handshake(wr, &preamble).await?;
     send(wr, &Handshake::Hello(hello)).await?;
 
     let mut theirs = [0u8; 6];
-    rd.read_raw(&mut theirs).await.map_err(|e| match e {
-        RpcError::Io(m) => RpcError::Protocol(format!("no handshake from the peer: {m}")),
-        RpcError::ConnectionClosed(r) => {
-            RpcError::Protocol(format!("no handshake from the peer: {r}"))
-        }
-        e => e,
-    })?;
+    rd.read_raw(&mut theirs)
+        .await
+        .map_err(|e| RpcError::Protocol(format!("no handshake from the peer: {e}")))?;
     if theirs[..4] != MAGIC {
         return Err(RpcError::Protocol(
             "the peer does not speak this protocol (bad magic bytes)".into(),
@@ -179,7 +201,8 @@ where
                 }
                 Err(e) => {
                     // Tell the connector why; it may already be gone.
-                    let _ = send(wr, &Handshake::Verdict(Verdict::Rejected(e.clone()))).await;
+                    let rejection = Rejection::from_error(&e);
+                    let _ = send(wr, &Handshake::Verdict(Verdict::Rejected(rejection))).await;
                     Err(e)
                 }
             }
@@ -222,7 +245,7 @@ where
                 Handshake::Verdict(Verdict::Accepted { connection_id }) => {
                     Ok(negotiated(connection_id))
                 }
-                Handshake::Verdict(Verdict::Rejected(e)) => Err(e),
+                Handshake::Verdict(Verdict::Rejected(r)) => Err(r.into_error()),
                 other => Err(RpcError::Protocol(format!(
                     "expected the server's verdict, got {other:?}"
                 ))),

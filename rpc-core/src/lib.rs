@@ -13,7 +13,7 @@
 //! # Examples
 //!
 //! ```
-//! use rpc_core::{expose, Peer, PeerConfig, Registry, RpcError};
+//! use rpc_core::{expose, Peer, PeerConfig, Registry, RemoteError, RpcError};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@
 //! assert_eq!(calc.add(2, 3).await?, 5);
 //! assert_eq!(calc.div(1, 0).await?, Err(MathError::DivideByZero));
 //! let err = client.call::<i64, _>("Calculator.div", &(1i64, 1i64)).await.unwrap_err();
-//! assert!(matches!(err, RpcError::UnknownMethod { .. }));
+//! assert!(matches!(err, RpcError::Remote(RemoteError::UnknownMethod { .. })));
 //! # Ok(())
 //! # }
 //! ```
@@ -55,7 +55,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as rpc_core;
 
-pub mod codec;
+mod codec;
 mod config;
 mod conn;
 mod context;
@@ -63,15 +63,26 @@ mod dispatch;
 mod error;
 mod handshake;
 mod peer;
-mod slots;
-pub mod wire;
+mod wire;
 
 #[doc(hidden)]
 pub mod __private;
 
+/// The frame layer, for the fuzz targets and the tests that write raw
+/// bytes. Not a public API: anything here may change in any release, and
+/// `docs/wire.md` is the description of the protocol.
+#[doc(hidden)]
+pub mod __wire {
+    pub use crate::codec::{FrameReader, ReadError};
+    pub use crate::wire::{
+        decode_header, encode_frame, Handshake, Header, Hello, Rejection, Verdict,
+        HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, NONCE_LEN, VERSION,
+    };
+}
+
 pub use config::PeerConfig;
 pub use context::CallContext;
 pub use dispatch::{CloseFuture, Handled, HandlerFuture, Incoming, Registry, Replied, Service};
-pub use error::{DisconnectReason, RpcError};
+pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
 pub use peer::{Peer, Side, Status, WeakPeer};
 pub use rpc_macros::expose;

@@ -18,11 +18,11 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
-use rpc_core::codec::FrameReader;
-use rpc_core::wire::{
+use rpc_core::__wire::{
     decode_header, encode_frame, Handshake, Header, Hello, Verdict, LEN_PREFIX, MAGIC, VERSION,
 };
-use rpc_core::{expose, DisconnectReason, Peer, PeerConfig, Registry, RpcError};
+use rpc_core::__wire::{FrameReader, ReadError, Rejection};
+use rpc_core::{expose, DisconnectReason, Peer, PeerConfig, Registry};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 #[path = "support/reference.rs"]
@@ -291,7 +291,7 @@ fn verdict() -> impl Strategy<Value = Handshake> {
     prop_oneof![
         3 => any::<u64>()
             .prop_map(|connection_id| Handshake::Verdict(Verdict::Accepted { connection_id })),
-        2 => ".{0,16}".prop_map(|m| Handshake::Verdict(Verdict::Rejected(RpcError::Refused(m)))),
+        2 => ".{0,16}".prop_map(|m| Handshake::Verdict(Verdict::Rejected(Rejection::Refused(m)))),
     ]
 }
 
@@ -396,7 +396,7 @@ fn fate_of(mut stream: &[u8], limit: u32) -> Fate {
 async fn read_all(
     reader: &mut FrameReader<Chunked>,
     limit: u32,
-) -> Result<(Vec<Bytes>, Result<(), RpcError>), TestCaseError> {
+) -> Result<(Vec<Bytes>, Result<(), ReadError>), TestCaseError> {
     let mut frames = Vec::new();
     loop {
         match reader.next_frame().await {
@@ -428,11 +428,11 @@ proptest! {
         prop_assert_eq!(got, want);
         match (result, end) {
             (Ok(()), End::Clean) => {}
-            (Err(RpcError::TooLarge { size, limit: l }), End::TooLarge(want)) => {
+            (Err(ReadError::TooLarge { size, limit: l }), End::TooLarge(want)) => {
                 prop_assert_eq!(size, want);
                 prop_assert_eq!(l, u64::from(limit));
             }
-            (Err(RpcError::Protocol(_)), End::Truncated) => {}
+            (Err(ReadError::Truncated { .. }), End::Truncated) => {}
             (got, want) => prop_assert!(false, "ended with {got:?}, want {want:?}"),
         }
     }

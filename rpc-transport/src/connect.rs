@@ -22,7 +22,7 @@ use crate::stream::{dial, ReadHalf, WriteHalf};
 ///
 /// Awaiting the [`Connect`] fails with [`RpcError::BadAddress`] for an
 /// address that does not parse, [`RpcError::Io`] when nothing listens
-/// there, [`RpcError::Timeout`] when dialing takes longer than the
+/// there, [`RpcError::HandshakeTimeout`] when dialing or the handshake takes longer than the
 /// handshake timeout ([`PeerConfig::handshake_timeout`]), and the
 /// handshake's errors: [`RpcError::AuthFailed`], [`RpcError::Refused`],
 /// [`RpcError::VersionMismatch`], [`RpcError::Protocol`].
@@ -516,7 +516,7 @@ fn random_unit() -> f64 {
 async fn dial_within(addr: &Address, limit: Duration) -> Result<(ReadHalf, WriteHalf), RpcError> {
     match tokio::time::timeout(limit, dial(addr)).await {
         Ok(r) => r,
-        Err(_) => Err(RpcError::Timeout),
+        Err(_) => Err(RpcError::HandshakeTimeout(limit)),
     }
 }
 
@@ -552,9 +552,14 @@ async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff, limit: Durat
                     info!(%addr, attempt, "reconnected");
                     break;
                 }
-                Err(e @ (RpcError::AuthFailed(_) | RpcError::VersionMismatch { .. })) => {
-                    warn!(%addr, error = %e, "giving up reconnecting");
+                Err(RpcError::AuthFailed(e)) => {
+                    warn!(%addr, error = %e, "giving up reconnecting: authentication failed");
                     peer.close_with(DisconnectReason::AuthFailed);
+                    return;
+                }
+                Err(RpcError::VersionMismatch { ours, theirs }) => {
+                    warn!(%addr, ours, theirs, "giving up reconnecting: protocol version mismatch");
+                    peer.close_with(DisconnectReason::VersionMismatch { ours, theirs });
                     return;
                 }
                 Err(e) => debug!(%addr, error = %e, "reconnect attempt failed"),

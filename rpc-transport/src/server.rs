@@ -592,7 +592,7 @@ impl Server {
 
     /// Shuts the server down gracefully.
     ///
-    /// Stops accepting, refuses new calls with [`RpcError::ShuttingDown`],
+    /// Stops accepting, refuses new calls with [`RemoteError::ShuttingDown`](rpc_core::RemoteError::ShuttingDown),
     /// lets calls in flight finish for up to `grace`, says goodbye to every
     /// client (which sees [`DisconnectReason::Shutdown`]), then runs the
     /// close hooks ([`Service::close`]) of the objects in
@@ -717,8 +717,11 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
         lock(&inner.peers).remove(&id);
         let reason = match &e {
             RpcError::AuthFailed(_) => DisconnectReason::AuthFailed,
-            RpcError::Timeout => DisconnectReason::Protocol("handshake timed out".into()),
-            RpcError::Io(m) => DisconnectReason::Io(m.clone()),
+            RpcError::VersionMismatch { ours, theirs } => DisconnectReason::VersionMismatch {
+                ours: *ours,
+                theirs: *theirs,
+            },
+            RpcError::Io(e) => DisconnectReason::Io(e.to_string()),
             // Closed while shaking hands: by a shutdown, say.
             RpcError::ConnectionClosed(reason) => reason.clone(),
             other => DisconnectReason::Protocol(other.to_string()),

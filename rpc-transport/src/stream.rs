@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rpc_core::RpcError;
+use rpc_core::{IoError, RpcError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -31,13 +31,16 @@ pub(crate) async fn dial(addr: &Address) -> Result<(ReadHalf, WriteHalf), RpcErr
         Address::Tcp(hp) => {
             let s = TcpStream::connect(hp.as_str())
                 .await
-                .map_err(|e| RpcError::Io(format!("connecting to tcp://{hp}: {e}")))?;
+                .map_err(|e| RpcError::Io(IoError::new(format!("connecting to tcp://{hp}"), e)))?;
             Ok(halves_tcp(s))
         }
         Address::Unix(p) => {
-            let s = UnixStream::connect(p)
-                .await
-                .map_err(|e| RpcError::Io(format!("connecting to unix://{}: {e}", p.display())))?;
+            let s = UnixStream::connect(p).await.map_err(|e| {
+                RpcError::Io(IoError::new(
+                    format!("connecting to unix://{}", p.display()),
+                    e,
+                ))
+            })?;
             Ok(halves_unix(s))
         }
     }
@@ -57,14 +60,15 @@ impl Listener {
             Address::Tcp(hp) => {
                 let l = TcpListener::bind(hp.as_str())
                     .await
-                    .map_err(|e| RpcError::Io(format!("binding tcp://{hp}: {e}")))?;
+                    .map_err(|e| RpcError::Io(IoError::new(format!("binding tcp://{hp}"), e)))?;
                 let local = l.local_addr()?;
                 Ok((Listener::Tcp(l), Address::Tcp(local.to_string())))
             }
             Address::Unix(p) => {
                 remove_stale_socket(p).await?;
-                let l = UnixListener::bind(p)
-                    .map_err(|e| RpcError::Io(format!("binding unix://{}: {e}", p.display())))?;
+                let l = UnixListener::bind(p).map_err(|e| {
+                    RpcError::Io(IoError::new(format!("binding unix://{}", p.display()), e))
+                })?;
                 Ok((Listener::Unix(l), addr.clone()))
             }
         }
@@ -126,17 +130,23 @@ async fn remove_stale_socket(path: &Path) -> Result<(), RpcError> {
         return Ok(());
     }
     match UnixStream::connect(path).await {
-        Ok(_) => Err(RpcError::Io(format!(
-            "address in use: a server is listening on unix://{}",
-            path.display()
+        Ok(_) => Err(RpcError::Io(IoError::new(
+            format!(
+                "binding unix://{}: a server is listening there",
+                path.display()
+            ),
+            std::io::ErrorKind::AddrInUse.into(),
         ))),
         Err(_) => {
             use std::os::unix::fs::FileTypeExt;
             let meta = std::fs::symlink_metadata(path)?;
             if !meta.file_type().is_socket() {
-                return Err(RpcError::Io(format!(
-                    "unix://{} exists and is not a socket; refusing to remove it",
-                    path.display()
+                return Err(RpcError::Io(IoError::new(
+                    format!(
+                        "binding unix://{}: the file exists and is not a socket; refusing to remove it",
+                        path.display()
+                    ),
+                    std::io::ErrorKind::AlreadyExists.into(),
                 )));
             }
             tracing::debug!(path = %path.display(), "removing stale socket file");

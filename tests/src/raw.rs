@@ -32,7 +32,7 @@ pub async fn read_until_closed(s: &mut Box<dyn RawStream>) -> usize {
 
 /// A valid client handshake, written by hand.
 pub async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
-    use rpc_core::wire::{Handshake, Hello, MAGIC, VERSION};
+    use rpc_core::__wire::{Handshake, Hello, MAGIC, VERSION};
     let hello = Handshake::Hello(Hello {
         max_frame: 1 << 20,
         max_in_flight: 16,
@@ -57,7 +57,7 @@ pub async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
         let msg: Handshake = postcard::from_bytes(&body).unwrap();
         if let Handshake::Verdict(v) = msg {
             assert!(
-                matches!(v, rpc_core::wire::Verdict::Accepted { .. }),
+                matches!(v, rpc_core::__wire::Verdict::Accepted { .. }),
                 "{v:?}"
             );
         }
@@ -68,10 +68,23 @@ pub async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
 /// and `payload` postcard-encoded.
 pub async fn send_frame<P: serde::Serialize>(
     s: &mut Box<dyn RawStream>,
-    header: &rpc_core::wire::Header<'_>,
+    header: &rpc_core::__wire::Header<'_>,
     payload: &P,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    rpc_core::wire::encode_frame(&mut buf, header, payload).expect("encodes");
+    rpc_core::__wire::encode_frame(&mut buf, header, payload).expect("encodes");
     s.write_all(&buf).await
+}
+
+/// Reads one frame after the handshake; its body (without the length).
+///
+/// # Panics
+///
+/// When the stream ends first (this is test code).
+pub async fn read_frame(s: &mut Box<dyn RawStream>) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    body
 }

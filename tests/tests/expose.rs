@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use rpc_core::{expose, CallContext, Peer, RpcError, Service};
+use rpc_core::{expose, CallContext, Peer, RemoteError, RpcError, Service};
 use rpc_tests::{addresses, init_tracing, serve, within};
 use rpc_transport::{Event, Server};
 use serde::{Deserialize, Serialize};
@@ -231,10 +231,10 @@ async fn pair(addr: &str) -> Pair {
 }
 
 fn unknown_method(object: &str, method: &str) -> RpcError {
-    RpcError::UnknownMethod {
+    RpcError::Remote(RemoteError::UnknownMethod {
         object: object.into(),
         method: method.into(),
-    }
+    })
 }
 
 #[tokio::test]
@@ -330,7 +330,10 @@ async fn renamed_methods_answer_to_their_new_name_only_and_skipped_ones_not_at_a
                 .call::<i64, _>("Calculator.add", &(1i64, 2i64))
                 .await
                 .unwrap_err();
-            assert_eq!(e, RpcError::UnknownObject("Calculator".into()));
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("Calculator".into()))
+            );
             let n: i64 = p.client.call("calc.add", &(1i64, 2i64)).await.unwrap();
             assert_eq!(n, 3);
         })
@@ -370,7 +373,10 @@ async fn one_type_exposed_under_two_names_keeps_two_objects() {
                 .add(1, 1)
                 .await
                 .unwrap_err();
-            assert_eq!(e, RpcError::UnknownObject("calc3".into()));
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("calc3".into()))
+            );
         })
         .await;
     }
@@ -453,7 +459,7 @@ async fn the_stub_constants_list_what_the_peer_serves() {
                         .await
                         .unwrap_err();
                     assert!(
-                        matches!(e, RpcError::BadArguments(_)),
+                        matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
                         "{name}.{method}: {e:?}"
                     );
                 }
@@ -465,7 +471,7 @@ async fn the_stub_constants_list_what_the_peer_serves() {
                     .await
                     .unwrap_err();
                 assert!(
-                    matches!(e, RpcError::BadArguments(_)),
+                    matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
                     "Notebook.{method}: {e:?}"
                 );
             }
@@ -604,7 +610,10 @@ async fn byte_vectors_travel_through_stubs_and_dynamic_calls_alike() {
                 .call::<Vec<u8>, _>("Blobs.echo", &(42u64, "not bytes"))
                 .await
                 .unwrap_err();
-            assert!(matches!(e, RpcError::BadArguments(_)), "{e:?}");
+            assert!(
+                matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
+                "{e:?}"
+            );
         })
         .await;
     }

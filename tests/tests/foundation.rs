@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rpc_core::{DisconnectReason, RpcError};
+use rpc_core::{DisconnectReason, RemoteError, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress, ProgressClient};
 use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
 use rpc_tests::{accepted, addresses, init_tracing, next_disconnect, serve, within};
@@ -106,30 +106,39 @@ async fn unknown_names_and_wrong_arguments_are_clear_errors() {
                 .call::<i64, _>("Nope.add", &(1i64, 2i64))
                 .await
                 .unwrap_err();
-            assert_eq!(e, RpcError::UnknownObject("Nope".into()));
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("Nope".into()))
+            );
             let e = client
                 .call::<i64, _>("Calc.mul", &(1i64, 2i64))
                 .await
                 .unwrap_err();
             assert_eq!(
                 e,
-                RpcError::UnknownMethod {
+                RpcError::Remote(RemoteError::UnknownMethod {
                     object: "Calc".into(),
                     method: "mul".into()
-                }
+                })
             );
             // A string where two integers are expected.
             let e = client
                 .call::<i64, _>("Calc.add", &("two", "three"))
                 .await
                 .unwrap_err();
-            assert!(matches!(e, RpcError::BadArguments(_)), "{e:?}");
+            assert!(
+                matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
+                "{e:?}"
+            );
             // Too few arguments.
             let e = client
                 .call::<i64, _>("Calc.add", &(1i64,))
                 .await
                 .unwrap_err();
-            assert!(matches!(e, RpcError::BadArguments(_)), "{e:?}");
+            assert!(
+                matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
+                "{e:?}"
+            );
             // The reply is not what the caller expects.
             let e = client
                 .call::<String, _>("Calc.add", &(1i64, 2i64))
@@ -158,15 +167,15 @@ async fn a_panicking_handler_fails_only_its_call() {
             let boom = async {
                 assert_eq!(
                     calc.boom().await.unwrap_err(),
-                    RpcError::RemotePanic("kaboom".into())
+                    RpcError::Remote(RemoteError::Panicked("kaboom".into()))
                 );
                 assert_eq!(
                     calc.boom_at_once().await.unwrap_err(),
-                    RpcError::RemotePanic("kaboom at once".into())
+                    RpcError::Remote(RemoteError::Panicked("kaboom at once".into()))
                 );
                 assert_eq!(
                     calc.boom_later().await.unwrap_err(),
-                    RpcError::RemotePanic("kaboom later".into())
+                    RpcError::Remote(RemoteError::Panicked("kaboom later".into()))
                 );
             };
             let (slow, ()) = tokio::join!(slow, boom);
@@ -222,7 +231,7 @@ async fn a_client_that_vanishes_fails_the_servers_calls_to_it() {
             // Either the client answered UnknownMethod before going, or the
             // call failed with the connection; it never hangs.
             assert!(
-                matches!(e, Err(RpcError::UnknownMethod { .. }))
+                matches!(e, Err(RpcError::Remote(RemoteError::UnknownMethod { .. })))
                     || e.as_ref().unwrap_err().is_connection_error(),
                 "{e:?}"
             );
@@ -259,8 +268,8 @@ async fn hostile_bytes_close_only_their_own_connection() {
 
             // 2. A 4 GiB length prefix where the hello should be.
             let mut s = raw(server.local_addr()).await;
-            let mut pre = rpc_core::wire::MAGIC.to_vec();
-            pre.extend_from_slice(&rpc_core::wire::VERSION.to_be_bytes());
+            let mut pre = rpc_core::__wire::MAGIC.to_vec();
+            pre.extend_from_slice(&rpc_core::__wire::VERSION.to_be_bytes());
             pre.extend_from_slice(&u32::MAX.to_le_bytes());
             s.write_all(&pre).await.unwrap();
             read_until_closed(&mut s).await;

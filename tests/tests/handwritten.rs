@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rpc_core::{Handled, Incoming, RpcError, Service};
+use rpc_core::{Handled, Incoming, RemoteError, RpcError, Service};
 use rpc_tests::serve;
 use rpc_tests::within;
 
@@ -47,17 +47,23 @@ async fn hand_written_service_over_tcp() {
             .call::<String, _>("Greeter.hello", &(1u8, 2u8, 3u8))
             .await
             .unwrap_err();
-        assert!(matches!(e, RpcError::BadArguments(_)), "{e:?}");
+        assert!(
+            matches!(e, RpcError::Remote(RemoteError::BadArguments(_))),
+            "{e:?}"
+        );
         let e = peer.call::<u32, _>("Greeter.nope", &()).await.unwrap_err();
         assert_eq!(
             e,
-            RpcError::UnknownMethod {
+            RpcError::Remote(RemoteError::UnknownMethod {
                 object: "Greeter".into(),
                 method: "nope".into()
-            }
+            })
         );
         let e = peer.call::<u32, _>("Nobody.hello", &()).await.unwrap_err();
-        assert_eq!(e, RpcError::UnknownObject("Nobody".into()));
+        assert_eq!(
+            e,
+            RpcError::Remote(RemoteError::UnknownObject("Nobody".into()))
+        );
     })
     .await;
 }

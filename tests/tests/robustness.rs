@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rpc_core::{expose, DisconnectReason, PeerConfig, RpcError, Status};
+use rpc_core::{expose, DisconnectReason, PeerConfig, RemoteError, RpcError, Status};
 use rpc_tests::fixtures::{Calc, CalcClient, Gauge, GaugeClient};
 use rpc_tests::{accepted, addresses, next_disconnect, serve, within};
 use rpc_transport::{Backoff, Server};
@@ -117,7 +117,10 @@ async fn an_object_exposed_on_an_accepted_peer_is_private_to_that_client() {
             });
             assert_eq!(LockerClient::new(&alice).owner().await.unwrap(), "alice");
             let e = LockerClient::new(&bob).owner().await.unwrap_err();
-            assert_eq!(e, RpcError::UnknownObject("Locker".into()));
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("Locker".into()))
+            );
             // The server's shared objects still reach both.
             assert_eq!(CalcClient::new(&alice).add(1, 2).await.unwrap(), 3);
             assert_eq!(CalcClient::new(&bob).add(2, 2).await.unwrap(), 4);
@@ -149,7 +152,7 @@ async fn a_draining_server_refuses_new_calls_and_finishes_running_ones() {
                 match g.hold(1).await {
                     Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                     Err(e) => {
-                        assert_eq!(e, RpcError::ShuttingDown);
+                        assert_eq!(e, RpcError::Remote(RemoteError::ShuttingDown));
                         break;
                     }
                 }
@@ -241,7 +244,7 @@ impl Mirror {
 
 #[tokio::test]
 async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
-    use rpc_core::wire::Header;
+    use rpc_core::__wire::Header;
     use rpc_tests::raw::{handshake_by_hand, raw, send_frame};
 
     for (addr, _dir) in addresses() {
@@ -376,10 +379,79 @@ async fn connecting_to_a_listener_that_never_accepts_times_out() {
             .config(config)
             .await
             .unwrap_err();
-        assert_eq!(e, RpcError::Timeout);
+        assert_eq!(e, RpcError::HandshakeTimeout(Duration::from_millis(300)));
         // Dialing and the handshake are each bounded by the timeout.
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         drop(listener);
     })
     .await;
+}
+
+/// An `Error` frame carries only the remote's verdict on one call: whatever
+/// bytes it holds (here, among others, the version-1 encodings of "connection
+/// closed", "not connected", "timed out" and an i/o error), the caller sees
+/// a call-level error and the connection stays up.
+#[tokio::test]
+async fn an_error_frame_cannot_make_a_live_connection_look_closed() {
+    use rpc_core::__wire::{decode_header, Header, LEN_PREFIX};
+    use rpc_tests::raw::{handshake_by_hand, raw, read_frame};
+    use tokio::io::AsyncWriteExt;
+
+    for (addr, _dir) in addresses() {
+        within(20, async {
+            let server = serve(Calc::default(), &addr).await;
+            let mut events = server.events();
+            let mut s = raw(server.local_addr()).await;
+            handshake_by_hand(&mut s).await;
+            let peer = accepted(&mut events).await;
+            let mut payloads: Vec<Vec<u8>> = vec![vec![], vec![0xff; 3]];
+            for kind in 0..=24u8 {
+                payloads.push(vec![kind]);
+                payloads.push(vec![kind, 0]);
+                payloads.push(vec![kind, 1, b'x']);
+                payloads.push(vec![kind, 2, b'x', b'y', 0]);
+            }
+            for payload in &payloads {
+                // The server calls the raw client, which answers with an
+                // `Error` frame holding `payload`.
+                let call = tokio::spawn({
+                    let peer = peer.clone();
+                    async move { peer.call::<u32, _>("Raw.anything", &()).await }
+                });
+                let frame = read_frame(&mut s).await;
+                let (header, _) = decode_header(&frame).unwrap();
+                let Header::Call { id, .. } = header else {
+                    panic!("expected a call, got {header:?}")
+                };
+                let mut out = Vec::new();
+                rpc_core::__wire::encode_frame(&mut out, &Header::Error { id }, &()).unwrap();
+                out.extend_from_slice(payload);
+                let len = (out.len() - LEN_PREFIX) as u32;
+                out[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+                s.write_all(&out).await.unwrap();
+                let err = call.await.unwrap().unwrap_err();
+                assert!(
+                    matches!(err, RpcError::Remote(_) | RpcError::Protocol(_)),
+                    "{payload:?} became {err:?}"
+                );
+                assert!(!err.is_connection_error(), "{payload:?} became {err:?}");
+                assert!(peer.is_connected(), "{payload:?} closed the connection");
+            }
+            // A well-formed verdict comes through as itself.
+            let call = tokio::spawn({
+                let peer = peer.clone();
+                async move { peer.call::<u32, _>("Raw.anything", &()).await }
+            });
+            let frame = read_frame(&mut s).await;
+            let Ok((Header::Call { id, .. }, _)) = decode_header(&frame) else {
+                panic!("expected a call")
+            };
+            let mut out = Vec::new();
+            let busy = RemoteError::Busy { limit: 3 };
+            rpc_core::__wire::encode_frame(&mut out, &Header::Error { id }, &busy).unwrap();
+            s.write_all(&out).await.unwrap();
+            assert_eq!(call.await.unwrap(), Err(RpcError::Remote(busy)));
+        })
+        .await;
+    }
 }

@@ -6,7 +6,9 @@
 // Each user needs only part of it.
 #![allow(dead_code)]
 
-use rpc_core::wire::{Handshake, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION};
+use rpc_core::__wire::{
+    Handshake, Rejection, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION,
+};
 use rpc_core::RpcError;
 
 /// How a stream of frames ends.
@@ -51,7 +53,7 @@ pub(crate) enum Expect {
     Version(u16),
     AuthFailed,
     Timeout,
-    Rejected(RpcError),
+    Rejected(Rejection),
 }
 
 /// The next handshake message, or how the handshake fails reading it.
@@ -121,13 +123,17 @@ pub(crate) fn agrees(got: &Result<u64, RpcError>, want: &Expect) -> bool {
     match (got, want) {
         (Ok(_), Expect::Ok(None)) => true,
         (Ok(id), Expect::Ok(Some(want))) => id == want,
-        (Err(e), Expect::Rejected(r)) => e == r,
+        (Err(e), Expect::Rejected(r)) => match r {
+            Rejection::AuthFailed(m) => *e == RpcError::AuthFailed(m.clone()),
+            Rejection::Refused(m) => *e == RpcError::Refused(m.clone()),
+            Rejection::Protocol(m) => *e == RpcError::Protocol(format!("the server says: {m}")),
+        },
         (Err(RpcError::Protocol(_)), Expect::Protocol) => true,
         (Err(RpcError::VersionMismatch { ours, theirs }), Expect::Version(v)) => {
             *ours == VERSION && theirs == v
         }
         (Err(RpcError::AuthFailed(_)), Expect::AuthFailed) => true,
-        (Err(RpcError::Timeout), Expect::Timeout) => true,
+        (Err(RpcError::HandshakeTimeout(_)), Expect::Timeout) => true,
         _ => false,
     }
 }

@@ -1,16 +1,20 @@
 //! [`Peer`]: one end of one connection, the same type on both sides.
 //!
 //! A `Peer` is a handle: the registry of objects it serves, its
-//! configuration, its status, and the current connection (`conn::Conn`),
-//! which a reconnecting client replaces. The connection's tasks, queues and
-//! tables, and the order of its locks, are described in `conn`.
+//! configuration, and its lifecycle (the current connection, which a
+//! reconnecting client replaces, and the status; see `lifecycle`, the only
+//! place where the status changes). This module is the user's API; the
+//! connection's tasks, queues and tables, and the order of its locks, are
+//! described in `conn`.
+
+mod lifecycle;
+
+pub use lifecycle::Status;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,47 +26,10 @@ use crate::config::PeerConfig;
 use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, Role};
-use crate::wire::{Header, HANDSHAKE_MAX_FRAME};
+use crate::wire::HANDSHAKE_MAX_FRAME;
 
-use crate::conn::{lock, Conn, PendingGuard};
-
-/// Where a connection is in its life.
-///
-/// Watch it with [`Peer::status`].
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::{Peer, PeerConfig, Registry, Status};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), rpc_core::RpcError> {
-/// let waiting = Peer::detached(Registry::new(), PeerConfig::default());
-/// assert_eq!(*waiting.status().borrow(), Status::Connecting);
-/// # let (a, b) = tokio::io::duplex(64 * 1024);
-/// # let (server, client) = tokio::try_join!(
-/// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
-/// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
-/// # )?;
-/// assert_eq!(*client.status().borrow(), Status::Connected);
-/// client.close().await;
-/// assert_eq!(*client.status().borrow(), Status::Closed);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Status {
-    /// The first connection is being set up.
-    Connecting,
-    /// Connected; calls go through.
-    Connected,
-    /// The connection was lost and a new one is being dialed; calls fail
-    /// fast with [`RpcError::NotConnected`].
-    Reconnecting,
-    /// Closed for good.
-    Closed,
-}
+use self::lifecycle::Lifecycle;
+use crate::conn::Conn;
 
 /// Which end of a new connection this side is, for [`Peer::establish`].
 ///
@@ -93,15 +60,6 @@ pub enum Side {
         /// The id of the new connection.
         connection_id: u64,
     },
-}
-
-pub(crate) struct Lifecycle {
-    pub(crate) status: watch::Sender<Status>,
-    pub(crate) reconnect: AtomicBool,
-    /// Held while a connection is installed or the peer is closed, so that
-    /// a handshake finishing during a close cannot bring the peer back.
-    /// Never held across an `.await`; see the module docs for the order.
-    transition: Mutex<()>,
 }
 
 /// A handle to one end of a connection.
@@ -174,24 +132,22 @@ pub struct WeakPeer {
 struct Shared {
     registry: Registry,
     config: Arc<PeerConfig>,
-    conn: ArcSwap<Conn>,
     life: Arc<Lifecycle>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.life.reconnect.store(false, Ordering::SeqCst);
-        self.conn.load().close(DisconnectReason::Closed, true);
+        self.life.dropped();
     }
 }
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let conn = self.shared.conn.load();
+        let conn = self.shared.life.conn();
         f.debug_struct("Peer")
             .field("connection_id", &conn.info.connection_id)
             .field("remote_name", &conn.info.remote_name)
-            .field("status", &*self.shared.life.status.borrow())
+            .field("status", &self.shared.life.status())
             .finish()
     }
 }
@@ -214,28 +170,27 @@ impl WeakPeer {
         self.shared.upgrade().map(|shared| Peer { shared })
     }
 
-    /// For a handler's context: the peer, or a handle made afresh around the
-    /// connection when every other handle has gone.
     /// A handle to no peer at all (for a connection that never had one).
     pub(crate) fn none() -> WeakPeer {
         WeakPeer {
             shared: Weak::new(),
         }
     }
-
-    pub(crate) fn upgrade_or_detached(&self, conn: &Arc<Conn>) -> Peer {
-        self.upgrade().unwrap_or_else(|| Peer {
-            shared: Arc::new(Shared {
-                registry: Registry::new(),
-                config: Arc::new(PeerConfig::default()),
-                conn: ArcSwap::new(conn.clone()),
-                life: conn.life.clone(),
-            }),
-        })
-    }
 }
 
 impl Peer {
+    /// For a handler's context when every other handle has gone: a handle
+    /// made afresh around the connection, serving nothing.
+    pub(crate) fn around(conn: Arc<Conn>) -> Peer {
+        Peer {
+            shared: Arc::new(Shared {
+                registry: Registry::new(),
+                config: Arc::new(PeerConfig::default()),
+                life: Lifecycle::around(conn),
+            }),
+        }
+    }
+
     /// Dials over `io` (any byte stream) and runs the handshake as the
     /// connecting side.
     ///
@@ -394,18 +349,11 @@ impl Peer {
     /// # }
     /// ```
     pub fn detached(registry: Registry, config: PeerConfig) -> Peer {
-        let life = Arc::new(Lifecycle {
-            status: watch::Sender::new(Status::Connecting),
-            reconnect: AtomicBool::new(false),
-            transition: Mutex::new(()),
-        });
-        let conn = Conn::dead(life.clone(), 0, DisconnectReason::Closed);
         Peer {
             shared: Arc::new(Shared {
                 registry,
                 config: Arc::new(config),
-                conn: ArcSwap::new(conn),
-                life,
+                life: Lifecycle::new(Status::Connecting),
             }),
         }
     }
@@ -454,23 +402,11 @@ impl Peer {
             },
         };
         let negotiated = handshake(&mut reader, &mut wr, config, role).await?;
-        let conn = Conn::new(
-            negotiated,
-            config,
-            self.shared.life.clone(),
-            self.downgrade(),
-        );
-        {
-            let _transition = lock(&self.shared.life.transition);
-            if *self.shared.life.status.borrow() == Status::Closed {
-                // Closed while shaking hands (a server shutting down, say):
-                // the new stream is dropped, which the remote sees as the
-                // connection ending.
-                return Err(self.shared.conn.load().closed_error());
-            }
-            self.shared.conn.store(conn.clone());
-            self.shared.life.status.send_replace(Status::Connected);
-        }
+        let owner = self.shared.life.owner(self.downgrade());
+        let conn = Conn::new(negotiated, config, owner);
+        // Closed while shaking hands (a server shutting down, say): the new
+        // stream is dropped, which the remote sees as the connection ending.
+        self.shared.life.install(conn.clone())?;
         conn.start(reader, wr, self.shared.registry.clone(), config);
         Ok(())
     }
@@ -550,7 +486,7 @@ impl Peer {
     /// # }
     /// ```
     pub fn set_reconnecting(&self, on: bool) {
-        self.shared.life.reconnect.store(on, Ordering::SeqCst);
+        self.shared.life.set_reconnecting(on);
     }
 
     /// A handle that does not keep the connection open.
@@ -625,8 +561,7 @@ impl Peer {
         R: DeserializeOwned,
         A: Serialize + ?Sized,
     {
-        self.call_inner(target, args, self.shared.config.call_timeout)
-            .await
+        self.call_inner(target, args, None).await
     }
 
     /// Like [`call`](Peer::call) with an explicit timeout, which the callee
@@ -681,6 +616,9 @@ impl Peer {
         self.call_inner(target, args, Some(timeout)).await
     }
 
+    /// The one place a call's timeout is settled: `timeout` (explicit, or a
+    /// stub's), else the peer's default; the connection turns it into one
+    /// deadline for the whole call.
     pub(crate) async fn call_inner<R, A>(
         &self,
         target: &str,
@@ -692,6 +630,8 @@ impl Peer {
         A: Serialize + ?Sized,
     {
         let conn = self.current()?;
+        let timeout = timeout.or(self.shared.config.call_timeout);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         // No span at all unless DEBUG is enabled somewhere: a call costs
         // nothing in tracing when nobody listens.
         let span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| {
@@ -705,7 +645,7 @@ impl Peer {
             )
         });
         let work = async {
-            let payload = conn.call_raw(target, args, timeout, span.as_ref()).await?;
+            let payload = conn.call(target, args, deadline, span.as_ref()).await?;
             trace!(bytes = payload.len(), "reply received");
             postcard::from_bytes::<R>(&payload)
                 .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {e}")))
@@ -759,9 +699,7 @@ impl Peer {
     where
         A: Serialize + ?Sized,
     {
-        let conn = self.current()?;
-        conn.out.wait_space().await;
-        conn.push_frame(&Header::Notify { target }, args)
+        self.current()?.notify(target, args).await
     }
 
     /// Sends a ping and waits for the pong; returns the round-trip time.
@@ -795,22 +733,8 @@ impl Peer {
     pub async fn ping(&self) -> Result<Duration, RpcError> {
         let conn = self.current()?;
         let start = Instant::now();
-        let (id, rx) = conn.register()?;
-        let mut guard = PendingGuard {
-            conn: &conn,
-            id,
-            armed: true,
-            sent: false,
-        };
-        conn.push_bare(&Header::Ping { id })?;
-        guard.sent = true;
-        let r = rx.await;
-        guard.armed = false;
-        match r {
-            Ok(Ok(_)) => Ok(start.elapsed()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(conn.closed_error()),
-        }
+        conn.ping().await?;
+        Ok(start.elapsed())
     }
 
     /// Exposes `object` on this side under its default name, for the remote
@@ -945,7 +869,7 @@ impl Peer {
     /// # }
     /// ```
     pub fn connection_id(&self) -> u64 {
-        self.shared.conn.load().info.connection_id
+        self.shared.life.conn().info.connection_id
     }
 
     /// The identifier the remote announced in the handshake, if any
@@ -970,8 +894,8 @@ impl Peer {
     /// ```
     pub fn remote_name(&self) -> Option<String> {
         self.shared
-            .conn
-            .load()
+            .life
+            .conn()
             .info
             .remote_name
             .as_deref()
@@ -1000,7 +924,7 @@ impl Peer {
     /// # }
     /// ```
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.shared.life.status.subscribe()
+        self.shared.life.watch()
     }
 
     /// Whether calls can go through right now.
@@ -1025,7 +949,7 @@ impl Peer {
     /// # }
     /// ```
     pub fn is_connected(&self) -> bool {
-        !self.shared.conn.load().is_closed()
+        !self.shared.life.conn().is_closed()
     }
 
     /// How many calls and notifications from the remote are being served
@@ -1066,13 +990,12 @@ impl Peer {
     /// # }
     /// ```
     pub fn serving(&self) -> usize {
-        let conn = self.shared.conn.load();
-        (conn.inflight.load(Ordering::Acquire) + conn.notifying.load(Ordering::Acquire)) as usize
+        self.shared.life.conn().serving()
     }
 
     /// Stops taking new calls on the current connection.
     ///
-    /// From now on the remote's calls fail with [`RpcError::ShuttingDown`]
+    /// From now on the remote's calls fail with [`RemoteError::ShuttingDown`](crate::RemoteError::ShuttingDown)
     /// (and its notifications are dropped), while the calls already running
     /// finish. This side can still make calls. Used by a server's graceful
     /// shutdown.
@@ -1080,7 +1003,7 @@ impl Peer {
     /// # Examples
     ///
     /// ```
-    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    /// use rpc_core::{Peer, PeerConfig, Registry, RemoteError, RpcError};
     /// # use rpc_core::expose;
     /// # pub struct Calc;
     /// # #[expose]
@@ -1100,18 +1023,14 @@ impl Peer {
     /// # )?;
     /// server.drain();
     /// let refused = client.call::<i64, _>("Calc.add", &(1i64, 2i64)).await;
-    /// assert_eq!(refused, Err(RpcError::ShuttingDown));
+    /// assert_eq!(refused, Err(RpcError::Remote(RemoteError::ShuttingDown)));
     /// // The draining side still calls out.
     /// assert_eq!(server.call::<i64, _>("Calc.add", &(1i64, 2i64)).await?, 3);
     /// # Ok(())
     /// # }
     /// ```
     pub fn drain(&self) {
-        self.shared
-            .conn
-            .load()
-            .draining
-            .store(true, Ordering::Release);
+        self.shared.life.conn().drain();
     }
 
     /// Waits until the current connection has closed and tells why.
@@ -1135,8 +1054,7 @@ impl Peer {
     /// # }
     /// ```
     pub async fn closed(&self) -> DisconnectReason {
-        let conn = self.shared.conn.load_full();
-        conn.wait_closed().await
+        self.shared.life.conn_full().wait_closed().await
     }
 
     /// Closes the connection.
@@ -1166,15 +1084,8 @@ impl Peer {
     /// # }
     /// ```
     pub async fn close(&self) {
-        self.shared.life.reconnect.store(false, Ordering::SeqCst);
-        let conn = {
-            let _transition = lock(&self.shared.life.transition);
-            let conn = self.shared.conn.load_full();
-            conn.close(DisconnectReason::Closed, true);
-            self.shared.life.status.send_replace(Status::Closed);
-            conn
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.writer_done.notified()).await;
+        let conn = self.shared.life.close(DisconnectReason::Closed);
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.wait_flushed()).await;
     }
 
     /// Closes the connection with a given reason (the server uses
@@ -1211,17 +1122,7 @@ impl Peer {
     /// # }
     /// ```
     pub fn close_with(&self, reason: DisconnectReason) {
-        self.shared.life.reconnect.store(false, Ordering::SeqCst);
-        let _transition = lock(&self.shared.life.transition);
-        let conn = self.shared.conn.load_full();
-        if conn.is_closed() {
-            let id = conn.info.connection_id;
-            let dead = Conn::dead(self.shared.life.clone(), id, reason);
-            self.shared.conn.store(dead);
-        } else {
-            conn.close(reason, true);
-        }
-        self.shared.life.status.send_replace(Status::Closed);
+        self.shared.life.close(reason);
     }
 
     /// A future that resolves when the current connection closes, without
@@ -1246,14 +1147,13 @@ impl Peer {
     /// # }
     /// ```
     pub fn closed_owned(&self) -> impl Future<Output = DisconnectReason> + Send + 'static {
-        let conn = self.shared.conn.load_full();
-        async move { conn.wait_closed().await }
+        self.shared.life.conn_full().wait_closed()
     }
 
     fn current(&self) -> Result<Arc<Conn>, RpcError> {
-        let conn = self.shared.conn.load_full();
+        let conn = self.shared.life.conn_full();
         if conn.is_closed() {
-            return Err(match *self.shared.life.status.borrow() {
+            return Err(match self.shared.life.status() {
                 Status::Connecting | Status::Reconnecting => RpcError::NotConnected,
                 _ => conn.closed_error(),
             });

@@ -1,4 +1,10 @@
-//! The wire format: the handshake messages and the frame headers.
+//! The wire format: the handshake messages, the frame headers and the
+//! encoding of frames. Crate-private; `docs/wire.md` is the description for
+//! other implementations, and the golden-byte tests below pin every byte of
+//! it. Changing what they pin means bumping [`VERSION`] on purpose.
+//!
+//! Owns: byte layouts. Never does I/O and never decides anything about a
+//! connection.
 //!
 //! A connection starts with a 6-byte preamble from each side: the magic bytes
 //! `RPC\x7f` and the protocol version (u16, big-endian). Then each side sends a
@@ -13,126 +19,37 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RpcError;
+use crate::error::{RemoteError, RpcError};
 
 /// The magic bytes that open every connection.
 ///
 /// Each side sends them first, followed by [`VERSION`] (big-endian).
-///
-/// # Examples
-///
-/// ```
-/// use tokio::io::AsyncReadExt;
-/// use rpc_core::wire::{MAGIC, VERSION};
-/// use rpc_core::{Peer, PeerConfig, Registry};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), rpc_core::RpcError> {
-/// let (a, mut b) = tokio::io::duplex(1024);
-/// let _dialing = tokio::spawn(Peer::connect(a, Registry::new(), PeerConfig::default()));
-/// let mut preamble = [0u8; 6];
-/// b.read_exact(&mut preamble).await?;
-/// assert_eq!(preamble[..4], MAGIC);
-/// assert_eq!(preamble[4..], VERSION.to_be_bytes());
-/// # Ok(())
-/// # }
-/// ```
 pub const MAGIC: [u8; 4] = *b"RPC\x7f";
 
 /// The protocol version this build speaks.
 ///
 /// A peer that announces another version is refused with
 /// [`RpcError::VersionMismatch`].
-///
-/// # Examples
-///
-/// ```
-/// use tokio::io::AsyncWriteExt;
-/// use rpc_core::wire::{MAGIC, VERSION};
-/// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), rpc_core::RpcError> {
-/// let (a, mut b) = tokio::io::duplex(1024);
-/// let mut preamble = MAGIC.to_vec();
-/// preamble.extend_from_slice(&(VERSION + 1).to_be_bytes());
-/// b.write_all(&preamble).await?;
-/// let err = Peer::connect(a, Registry::new(), PeerConfig::default()).await.unwrap_err();
-/// assert_eq!(err, RpcError::VersionMismatch { ours: VERSION, theirs: VERSION + 1 });
-/// # Ok(())
-/// # }
-/// ```
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Bytes of the length prefix in front of every frame.
 ///
 /// The prefix is a little-endian `u32`: the length of the rest of the frame.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{encode_frame, Header, LEN_PREFIX};
-///
-/// let mut buf = Vec::new();
-/// encode_frame(&mut buf, &Header::Ping { id: 7 }, &()).unwrap();
-/// let len = u32::from_le_bytes(buf[..LEN_PREFIX].try_into().unwrap());
-/// assert_eq!(len as usize, buf.len() - LEN_PREFIX);
-/// ```
 pub const LEN_PREFIX: usize = 4;
 
 /// The largest handshake frame accepted before authentication.
 ///
 /// A larger one ends the handshake with [`RpcError::Protocol`]. A frame
 /// limit announced by the remote is never taken as smaller than this.
-///
-/// # Examples
-///
-/// ```
-/// use tokio::io::AsyncWriteExt;
-/// use rpc_core::wire::{HANDSHAKE_MAX_FRAME, MAGIC, VERSION};
-/// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), rpc_core::RpcError> {
-/// let (a, mut b) = tokio::io::duplex(1024);
-/// let mut bytes = MAGIC.to_vec();
-/// bytes.extend_from_slice(&VERSION.to_be_bytes());
-/// bytes.extend_from_slice(&(HANDSHAKE_MAX_FRAME + 1).to_le_bytes()); // a huge hello
-/// b.write_all(&bytes).await?;
-/// let err = Peer::connect(a, Registry::new(), PeerConfig::default()).await.unwrap_err();
-/// assert!(matches!(err, RpcError::Protocol(_)));
-/// # Ok(())
-/// # }
-/// ```
 pub const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
 /// Length of the random nonces and of the HMAC-SHA256 proofs.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{Handshake, NONCE_LEN};
-///
-/// assert_eq!(NONCE_LEN, 256 / 8); // the size of one SHA-256 output
-/// let proof = Handshake::Proof([0u8; NONCE_LEN]);
-/// assert!(matches!(proof, Handshake::Proof(p) if p.len() == 32));
-/// ```
 pub const NONCE_LEN: usize = 32;
 
 /// A handshake message.
 ///
 /// Each is sent postcard-encoded, in one length-prefixed frame of at most
 /// [`HANDSHAKE_MAX_FRAME`] bytes.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{Handshake, Verdict};
-///
-/// let msg = Handshake::Verdict(Verdict::Accepted { connection_id: 7 });
-/// let bytes = postcard::to_stdvec(&msg).unwrap();
-/// assert_eq!(postcard::from_bytes::<Handshake>(&bytes).unwrap(), msg);
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Handshake {
     /// Sent by both sides first.
@@ -144,22 +61,6 @@ pub enum Handshake {
 }
 
 /// What each side announces about itself.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{Handshake, Hello, HANDSHAKE_MAX_FRAME, NONCE_LEN};
-///
-/// let hello = Hello {
-///     max_frame: 1 << 20,
-///     max_in_flight: 64,
-///     auth: false,
-///     nonce: [7; NONCE_LEN],
-///     name: Some("worker-7".into()),
-/// };
-/// let bytes = postcard::to_stdvec(&Handshake::Hello(hello)).unwrap();
-/// assert!(bytes.len() <= HANDSHAKE_MAX_FRAME as usize);
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// The largest frame this side accepts.
@@ -175,19 +76,6 @@ pub struct Hello {
 }
 
 /// The accepting side's answer.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{Handshake, Verdict};
-/// use rpc_core::RpcError;
-///
-/// let no = Handshake::Verdict(Verdict::Rejected(RpcError::Refused("full".into())));
-/// let bytes = postcard::to_stdvec(&no).unwrap();
-/// let back: Handshake = postcard::from_bytes(&bytes).unwrap();
-/// let Handshake::Verdict(Verdict::Rejected(err)) = back else { unreachable!() };
-/// assert_eq!(err, RpcError::Refused("full".into()));
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     /// The connection is open, with this id.
@@ -196,23 +84,42 @@ pub enum Verdict {
         connection_id: u64,
     },
     /// The connection is refused.
-    Rejected(RpcError),
+    Rejected(Rejection),
+}
+
+/// Why the accepting side refused a connection, in its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// Shared-secret authentication failed; the text says how.
+    AuthFailed(String),
+    /// The server refused the connection (for example: too many connections).
+    Refused(String),
+    /// The dialer broke the handshake protocol; the text says how.
+    Protocol(String),
+}
+
+impl Rejection {
+    /// What the refused dialer reports.
+    pub(crate) fn into_error(self) -> RpcError {
+        match self {
+            Rejection::AuthFailed(m) => RpcError::AuthFailed(m),
+            Rejection::Refused(m) => RpcError::Refused(m),
+            Rejection::Protocol(m) => RpcError::Protocol(format!("the server says: {m}")),
+        }
+    }
+
+    /// How the accepting side tells the dialer about `error`.
+    pub(crate) fn from_error(error: &RpcError) -> Rejection {
+        match error {
+            RpcError::AuthFailed(m) => Rejection::AuthFailed(m.clone()),
+            RpcError::Refused(m) => Rejection::Refused(m.clone()),
+            RpcError::Protocol(m) => Rejection::Protocol(m.clone()),
+            other => Rejection::Refused(other.to_string()),
+        }
+    }
 }
 
 /// The header of a frame after the handshake.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{decode_header, encode_frame, Header, LEN_PREFIX};
-///
-/// let call = Header::Call { id: 1, target: "Calc.add", timeout_ms: 0 };
-/// let mut buf = Vec::new();
-/// encode_frame(&mut buf, &call, &(2i64, 3i64)).unwrap();
-/// let (header, args) = decode_header(&buf[LEN_PREFIX..]).unwrap();
-/// assert_eq!(header, call);
-/// assert_eq!(postcard::from_bytes::<(i64, i64)>(args).unwrap(), (2, 3));
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Header<'a> {
     /// A call that wants a reply; the arguments follow.
@@ -236,7 +143,7 @@ pub enum Header<'a> {
         /// The id of the call being answered (an id chosen by the receiver).
         id: u64,
     },
-    /// A failed reply; an encoded [`RpcError`] follows.
+    /// A failed reply; an encoded [`RemoteError`] follows.
     Error {
         /// The id of the call being answered.
         id: u64,
@@ -263,26 +170,34 @@ pub enum Header<'a> {
     Shutdown,
 }
 
+/// The number of [`Header`] kinds; a first byte at or above it is an unknown kind.
+const HEADER_KINDS: u32 = 9;
+
 /// Splits a frame body into its header and payload.
 ///
 /// # Errors
 ///
-/// [`RpcError::Protocol`] when the bytes do not start with a valid header.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{decode_header, encode_frame, Header, LEN_PREFIX};
-///
-/// let mut buf = Vec::new();
-/// encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &("hi",)).unwrap();
-/// let (h, payload) = decode_header(&buf[LEN_PREFIX..]).unwrap();
-/// assert_eq!(h, Header::Notify { target: "Log.write" });
-/// assert_eq!(postcard::from_bytes::<(String,)>(payload).unwrap().0, "hi");
-/// ```
-pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RpcError> {
-    postcard::take_from_bytes::<Header<'_>>(body)
-        .map_err(|e| RpcError::Protocol(format!("malformed frame header: {e}")))
+/// A sentence naming what is wrong, for a protocol error, when the bytes do
+/// not start with a valid header.
+pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), String> {
+    postcard::take_from_bytes::<Header<'_>>(body).map_err(|e| {
+        let why = match postcard::take_from_bytes::<u32>(body) {
+            Ok((kind, _)) if kind >= HEADER_KINDS => format!("unknown frame kind {kind}"),
+            _ => e.to_string(),
+        };
+        format!("frame of {} bytes could not be decoded: {why}", body.len())
+    })
+}
+
+/// Decodes the payload of an `Error` frame.
+pub(crate) fn decode_remote_error(payload: &[u8]) -> RpcError {
+    match postcard::from_bytes::<RemoteError>(payload) {
+        Ok(e) => RpcError::Remote(e),
+        Err(e) => RpcError::Protocol(format!(
+            "error reply of {} bytes could not be decoded: {e}",
+            payload.len()
+        )),
+    }
 }
 
 /// Appends one complete frame (length prefix, header, payload) to `buf`.
@@ -294,27 +209,6 @@ pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RpcError> {
 /// [`RpcError::Encode`] when the payload cannot be encoded,
 /// [`RpcError::TooLarge`] when the frame would exceed the 4 GiB a length
 /// prefix can announce.
-///
-/// # Examples
-///
-/// ```
-/// use rpc_core::wire::{encode_frame, Header};
-/// use rpc_core::RpcError;
-///
-/// struct Unencodable;
-/// impl serde::Serialize for Unencodable {
-///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-///         Err(serde::ser::Error::custom("not today"))
-///     }
-/// }
-///
-/// let mut buf = Vec::new();
-/// encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &("hi",)).unwrap();
-/// let before = buf.clone();
-/// let err = encode_frame(&mut buf, &Header::Notify { target: "Log.write" }, &Unencodable);
-/// assert!(matches!(err, Err(RpcError::Encode(_))));
-/// assert_eq!(buf, before);
-/// ```
 pub fn encode_frame<P: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     header: &Header<'_>,
@@ -326,7 +220,7 @@ pub fn encode_frame<P: Serialize + ?Sized>(
 /// [`encode_frame`] for a frame of at most `limit` bytes (length prefix not
 /// counted). Encoding stops as soon as the limit is passed, so an oversized
 /// message is refused without first being encoded whole.
-pub(crate) fn encode_frame_within<P: Serialize + ?Sized>(
+pub(crate) fn encode_frame_within<P: Payload + ?Sized>(
     buf: &mut Vec<u8>,
     header: &Header<'_>,
     payload: &P,
@@ -339,7 +233,7 @@ pub(crate) fn encode_frame_within<P: Serialize + ?Sized>(
     // did not), for an honest size in the error.
     let over = std::cell::Cell::new(0usize);
     let res = postcard::serialize_with_flavor(header, VecTail::new(buf, end, &over))
-        .and_then(|_| postcard::serialize_with_flavor(payload, VecTail::new(buf, end, &over)));
+        .and_then(|_| payload.encode(VecTail::new(buf, end, &over)));
     if let Err(e) = res {
         buf.truncate(start);
         return Err(if over.get() > 0 {
@@ -364,9 +258,24 @@ pub(crate) fn encode_bare(buf: &mut Vec<u8>, header: &Header<'_>) {
     let _ = encode_frame(buf, header, &());
 }
 
+/// A value that can be a frame's payload. Object-safe, so that an answer can
+/// pass through the `dyn Respond` seam between dispatch and the connection
+/// and still be encoded in place.
+pub(crate) trait Payload {
+    /// Appends the value's postcard encoding.
+    fn encode(&self, out: VecTail<'_>) -> postcard::Result<()>;
+}
+
+impl<T: Serialize + ?Sized> Payload for T {
+    #[inline]
+    fn encode(&self, out: VecTail<'_>) -> postcard::Result<()> {
+        postcard::serialize_with_flavor(self, out)
+    }
+}
+
 /// A postcard flavor that appends to a borrowed `Vec` (so a frame is encoded
 /// in place, behind the bytes already queued), up to a limit.
-struct VecTail<'a> {
+pub(crate) struct VecTail<'a> {
     buf: &'a mut Vec<u8>,
     end: usize,
     over: &'a std::cell::Cell<usize>,
@@ -413,3 +322,6 @@ impl postcard::ser_flavors::Flavor for VecTail<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod golden;

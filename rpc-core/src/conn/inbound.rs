@@ -1,0 +1,221 @@
+//! The remote's calls to this side: admission, the in-flight count, the
+//! table of running handlers (for cancels), and the deadline a call carries.
+//!
+//! Owns: the one counter of calls (and, apart, notifications) in flight. It
+//! is taken in [`Admission::admit`] and given back in [`Admission::release`],
+//! both here, and `conn` releases only after the answer is queued.
+//!
+//! Never runs a handler and never writes: it only says yes or no.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::AbortHandle;
+
+use crate::dispatch::Kind;
+use crate::error::RemoteError;
+
+/// Counts the remote's calls and notifications in flight against the limit
+/// this side announced, and refuses new ones while draining. Lock-free: one
+/// atomic add to admit, one subtract to release.
+pub(crate) struct Admission {
+    calls: AtomicU32,
+    notifications: AtomicU32,
+    /// The limit of each of the two counters.
+    max: u32,
+    /// New calls are refused with [`RemoteError::ShuttingDown`].
+    draining: AtomicBool,
+    /// Whether a dropped notification was already logged at WARN.
+    dropped_notice: AtomicBool,
+}
+
+impl Admission {
+    pub(crate) fn new(max: u32) -> Self {
+        Admission {
+            calls: AtomicU32::new(0),
+            notifications: AtomicU32::new(0),
+            max,
+            draining: AtomicBool::new(false),
+            dropped_notice: AtomicBool::new(false),
+        }
+    }
+
+    fn counter(&self, kind: Kind) -> &AtomicU32 {
+        match kind {
+            Kind::Call => &self.calls,
+            Kind::Notification => &self.notifications,
+        }
+    }
+
+    /// Counts one more call of `kind` in flight, or says why it is refused
+    /// (and then does not count it). Calls and notifications are counted
+    /// apart, so one-way traffic never makes a call fail with `Busy`.
+    pub(crate) fn admit(&self, kind: Kind) -> Result<(), RemoteError> {
+        let before = self.counter(kind).fetch_add(1, Ordering::AcqRel);
+        let refused = if self.draining.load(Ordering::Acquire) {
+            RemoteError::ShuttingDown
+        } else if before >= self.max {
+            RemoteError::Busy { limit: self.max }
+        } else {
+            return Ok(());
+        };
+        self.release(kind);
+        Err(refused)
+    }
+
+    /// Gives back the place of one call of `kind`.
+    pub(crate) fn release(&self, kind: Kind) {
+        self.counter(kind).fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Calls and notifications in flight.
+    pub(crate) fn serving(&self) -> usize {
+        (self.calls.load(Ordering::Acquire) + self.notifications.load(Ordering::Acquire)) as usize
+    }
+
+    /// Refuses every new call from now on.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether a dropped notification is the first on this connection (the
+    /// one logged at WARN; a remote could send them in a flood).
+    pub(crate) fn first_drop(&self) -> bool {
+        !self.dropped_notice.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// The deadline a call carries: `timeout_ms` from now, or none (0, or too
+/// far to represent).
+pub(crate) fn deadline(timeout_ms: u64, now: Instant) -> Option<Instant> {
+    (timeout_ms > 0)
+        .then(|| now.checked_add(Duration::from_millis(timeout_ms)))
+        .flatten()
+}
+
+/// Handlers that run in tasks of their own, by call id, so that a cancel
+/// from the caller can stop them. Plain `&mut self` state; `conn` keeps it
+/// behind one mutex.
+#[derive(Default)]
+pub(crate) struct Running {
+    handlers: HashMap<u64, AbortHandle>,
+    /// Set once the connection ended: handlers started later are aborted
+    /// at once.
+    closed: bool,
+}
+
+impl Running {
+    /// Registers the handler of call `id`; false (and aborted) once closed.
+    pub(crate) fn start(&mut self, id: u64, handle: AbortHandle) -> bool {
+        if self.closed {
+            handle.abort();
+            return false;
+        }
+        self.handlers.insert(id, handle);
+        true
+    }
+
+    /// The caller cancelled call `id`: stops its handler, if it runs.
+    pub(crate) fn cancel(&mut self, id: u64) -> bool {
+        match self.handlers.remove(&id) {
+            Some(h) => {
+                h.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The handler of call `id` finished.
+    pub(crate) fn finish(&mut self, id: u64) {
+        self.handlers.remove(&id);
+    }
+
+    /// The connection ended: stops every handler, and every later one.
+    pub(crate) fn abort_all(&mut self) {
+        self.closed = true;
+        for (_, h) in self.handlers.drain() {
+            h.abort();
+        }
+    }
+
+    /// Handlers registered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.handlers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_past_the_limit_are_busy_and_notifications_count_apart() {
+        let a = Admission::new(2);
+        a.admit(Kind::Call).unwrap();
+        a.admit(Kind::Call).unwrap();
+        assert_eq!(a.admit(Kind::Call), Err(RemoteError::Busy { limit: 2 }));
+        a.admit(Kind::Notification).unwrap();
+        assert_eq!(a.serving(), 3, "a refused call is not counted");
+        a.release(Kind::Call);
+        a.admit(Kind::Call).unwrap();
+        assert_eq!(a.serving(), 3);
+    }
+
+    #[test]
+    fn draining_refuses_new_calls_and_keeps_the_running_ones() {
+        let a = Admission::new(8);
+        a.admit(Kind::Call).unwrap();
+        a.drain();
+        assert_eq!(a.admit(Kind::Call), Err(RemoteError::ShuttingDown));
+        assert_eq!(a.admit(Kind::Notification), Err(RemoteError::ShuttingDown));
+        assert_eq!(a.serving(), 1);
+        a.release(Kind::Call);
+        assert_eq!(a.serving(), 0);
+    }
+
+    #[test]
+    fn only_the_first_dropped_notification_is_noticed() {
+        let a = Admission::new(1);
+        assert!(a.first_drop());
+        assert!(!a.first_drop());
+    }
+
+    #[test]
+    fn deadlines_from_milliseconds() {
+        let now = Instant::now();
+        assert_eq!(deadline(0, now), None);
+        assert_eq!(deadline(5, now), Some(now + Duration::from_millis(5)));
+        // Too far to represent on some platforms: no deadline, never a panic.
+        assert!(deadline(u64::MAX, now).is_none_or(|d| d > now));
+    }
+
+    #[test]
+    fn a_cancel_aborts_the_running_handler_and_close_aborts_the_rest() {
+        let mut r = Running::default();
+        let (h1, reg1) = AbortHandle::new_pair();
+        let (h2, reg2) = AbortHandle::new_pair();
+        assert!(r.start(1, h1));
+        assert!(r.start(2, h2));
+        assert!(r.cancel(1));
+        assert!(reg1.handle().is_aborted());
+        assert!(!r.cancel(1), "already gone");
+        r.abort_all();
+        assert!(reg2.handle().is_aborted());
+        let (h3, reg3) = AbortHandle::new_pair();
+        assert!(!r.start(3, h3), "closed: nothing new starts");
+        assert!(reg3.handle().is_aborted());
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_finished_handler_leaves_the_table() {
+        let mut r = Running::default();
+        let (h, _reg) = AbortHandle::new_pair();
+        r.start(7, h);
+        r.finish(7);
+        assert!(!r.cancel(7));
+    }
+}

@@ -1,0 +1,464 @@
+//! `Conn`: one live connection under a [`Peer`](crate::Peer): its tasks, its
+//! queues and its tables, each in a room of its own.
+//!
+//! | room | owns |
+//! |------|------|
+//! | `outbox` | bytes queued for the remote, the high-water mark, the stall budget |
+//! | `writer` | the write half: drains the outbox in as few writes as possible |
+//! | `reader` | the read half: decodes frames and routes them, never waits on a handler |
+//! | `pending` | this side's calls: ids, reply slots, the guard that cancels |
+//! | `inbound` | the remote's calls: admission, the in-flight count, cancels, deadlines |
+//! | `executor` | runs handlers: inline or in a task; the panic and deadline paths |
+//! | `heartbeat` | liveness by whole frames |
+//! | `slots` | the caller's side of the remote's limit of calls in flight |
+//!
+//! This file starts a connection, closes it, and carries a call out and its
+//! answer back. It knows its owner (the peer's lifecycle) only through the
+//! [`Owner`] seam, and dispatch knows it only through
+//! [`Respond`](crate::dispatch::Respond).
+//!
+//! # Locks
+//!
+//! Every lock is a short `std` mutex (or `RwLock`), never held across an
+//! `.await`:
+//!
+//! 1. the peer's `transition` lock (in `peer::lifecycle`), held while a
+//!    connection is installed or the peer is closed;
+//! 2. then at most one of: the outbox `state`, the `pending` table, the
+//!    `running` table, the `tasks` list, a registry layer's `RwLock`, or the
+//!    `state` watch.
+//!
+//! The connection's locks may be taken under `transition`, never the other
+//! way round, and none of them is taken while another of them is held
+//! (`close` takes them one after another). With that one order no two
+//! threads can wait on each other. The outbox runs the `then` of
+//! `push_then` under its lock; it only touches the admission atomics.
+
+mod executor;
+mod heartbeat;
+mod inbound;
+mod outbox;
+mod pending;
+mod reader;
+mod slots;
+mod writer;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use self::inbound::{Admission, Running};
+use self::outbox::{Outbox, PushError};
+use self::pending::{CallGuard, Pending};
+use self::slots::Slots;
+use crate::codec::FrameReader;
+use crate::config::PeerConfig;
+use crate::dispatch::{Kind, Registry, Respond};
+use crate::error::{DisconnectReason, RemoteError, RpcError};
+use crate::handshake::Negotiated;
+use crate::peer::Peer;
+use crate::wire::{Header, Payload, HANDSHAKE_MAX_FRAME};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave its data
+    // half-updated (every critical section is a single insert/remove/append
+    // that is rolled back on failure), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the handshake told about the connection.
+pub(crate) struct ConnInfo {
+    pub(crate) connection_id: u64,
+    pub(crate) remote_name: Option<Arc<str>>,
+}
+
+/// Whoever owns the connection (the peer's lifecycle), as the connection
+/// sees it.
+pub(crate) trait Owner: Send + Sync {
+    /// The connection ended with `reason` (called once, from `close`).
+    fn ended(&self, reason: &DisconnectReason);
+    /// The peer a handler's context calls back through.
+    fn peer(&self, conn: &Arc<Conn>) -> Peer;
+}
+
+/// The connection's end, as a watch: why it closed, and whether the writer
+/// has flushed and shut down since.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) reason: Option<DisconnectReason>,
+    pub(crate) flushed: bool,
+}
+
+pub(crate) struct Conn {
+    /// This connection, for the contexts of the calls it serves.
+    me: std::sync::Weak<Conn>,
+    pub(crate) info: ConnInfo,
+    out: Outbox,
+    pending: Pending,
+    slots: Slots,
+    admission: Admission,
+    running: Mutex<Running>,
+    state: watch::Sender<State>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    owner: Arc<dyn Owner>,
+    epoch: Instant,
+    /// Milliseconds after `epoch` when the last whole frame arrived.
+    heard_ms: AtomicU64,
+}
+
+impl Conn {
+    pub(crate) fn new(n: Negotiated, config: &PeerConfig, owner: Arc<dyn Owner>) -> Arc<Conn> {
+        Conn::build(n, config, owner, None)
+    }
+
+    /// A connection that is already closed and flushed, for peers not yet
+    /// connected (or between connections).
+    pub(crate) fn dead(
+        owner: Arc<dyn Owner>,
+        connection_id: u64,
+        reason: DisconnectReason,
+    ) -> Arc<Conn> {
+        let n = Negotiated {
+            connection_id,
+            remote_name: None,
+            remote_max_frame: HANDSHAKE_MAX_FRAME,
+            remote_max_in_flight: 1,
+        };
+        Conn::build(n, &PeerConfig::default(), owner, Some(reason))
+    }
+
+    fn build(
+        n: Negotiated,
+        config: &PeerConfig,
+        owner: Arc<dyn Owner>,
+        dead: Option<DisconnectReason>,
+    ) -> Arc<Conn> {
+        let out = Outbox::new(n.remote_max_frame as usize, config.max_send_queue);
+        let slots = Slots::new(n.remote_max_in_flight);
+        let pending = match &dead {
+            Some(reason) => {
+                out.close(None, true);
+                slots.close();
+                Pending::closed(reason)
+            }
+            None => Pending::default(),
+        };
+        let state = State {
+            flushed: dead.is_some(),
+            reason: dead,
+        };
+        Arc::new_cyclic(|me| Conn {
+            me: me.clone(),
+            info: ConnInfo {
+                connection_id: n.connection_id,
+                remote_name: n.remote_name.map(Arc::from),
+            },
+            out,
+            pending,
+            slots,
+            admission: Admission::new(config.max_in_flight),
+            running: Mutex::new(Running::default()),
+            state: watch::Sender::new(state),
+            tasks: Mutex::new(Vec::new()),
+            owner,
+            epoch: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts the reader, writer, dispatcher and heartbeat tasks.
+    pub(crate) fn start<R, W>(
+        self: &Arc<Self>,
+        reader: FrameReader<R>,
+        writer: W,
+        registry: Registry,
+        config: &PeerConfig,
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer::write_loop(self.clone(), writer));
+        let mut tasks = vec![
+            spawn_abortable(executor::dispatch_loop(self.clone(), rx)),
+            spawn_abortable(reader::read_loop(self.clone(), reader, registry, tx)),
+        ];
+        if let Some(interval) = config.heartbeat_interval {
+            tasks.push(spawn_abortable(heartbeat::heartbeat_loop(
+                self.clone(),
+                interval,
+                config.heartbeat_timeout,
+            )));
+        }
+        lock(&self.tasks).extend(tasks);
+        // A close that raced with start (e.g. the remote vanished at once)
+        // must still stop the tasks.
+        if self.is_closed() {
+            for t in lock(&self.tasks).drain(..) {
+                t.abort();
+            }
+        }
+        debug!(connection_id = self.info.connection_id, "connection open");
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.borrow().reason.is_some()
+    }
+
+    pub(crate) fn closed_error(&self) -> RpcError {
+        let reason = self.state.borrow().reason.clone();
+        RpcError::ConnectionClosed(reason.unwrap_or(DisconnectReason::Closed))
+    }
+
+    /// Waits until the connection has closed; why.
+    pub(crate) fn wait_closed(self: Arc<Self>) -> impl Future<Output = DisconnectReason> + Send {
+        let mut rx = self.state.subscribe();
+        async move {
+            match rx.wait_for(|s| s.reason.is_some()).await {
+                Ok(s) => s.reason.clone().unwrap_or(DisconnectReason::Closed),
+                Err(_) => DisconnectReason::Closed,
+            }
+        }
+    }
+
+    /// Waits until the writer has flushed what was queued (a goodbye
+    /// included) and shut the stream down, after the connection closed.
+    pub(crate) async fn wait_flushed(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| s.flushed).await;
+    }
+
+    /// Ends the connection (first reason wins): fails this side's pending
+    /// calls, aborts running handlers, stops the reader, lets the writer
+    /// flush what is queued (plus a goodbye when `goodbye`) and shut down,
+    /// and tells the owner.
+    pub(crate) fn close(&self, reason: DisconnectReason, goodbye: bool) {
+        let first = self.state.send_if_modified(|s| {
+            let first = s.reason.is_none();
+            if first {
+                s.reason = Some(reason.clone());
+            }
+            first
+        });
+        if !first {
+            return;
+        }
+        match &reason {
+            DisconnectReason::Closed
+            | DisconnectReason::ClosedByPeer
+            | DisconnectReason::Shutdown => {
+                debug!(connection_id = self.info.connection_id, %reason, "connection closed")
+            }
+            _ => warn!(connection_id = self.info.connection_id, %reason, "connection lost"),
+        }
+        let bye = goodbye.then_some(match reason {
+            DisconnectReason::Shutdown => Header::Shutdown,
+            _ => Header::Goodbye,
+        });
+        // The remote does not read: what is queued would never leave.
+        let discard = matches!(reason, DisconnectReason::Stalled { .. });
+        self.out.close(bye, discard);
+        self.slots.close();
+        self.pending.close(&reason);
+        lock(&self.running).abort_all();
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        self.owner.ended(&reason);
+    }
+
+    /// A whole frame arrived.
+    fn heard_from(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last whole frame arrived.
+    fn silent_for(&self) -> std::time::Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(self.heard_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Calls and notifications from the remote in flight.
+    pub(crate) fn serving(&self) -> usize {
+        self.admission.serving()
+    }
+
+    /// Refuses the remote's new calls from now on.
+    pub(crate) fn drain(&self) {
+        self.admission.drain();
+    }
+
+    /// What a failed push means for the one who pushed; a stalled remote
+    /// ends the connection here.
+    fn push_failed(&self, e: PushError) -> RpcError {
+        match e {
+            PushError::Closed => self.closed_error(),
+            PushError::Stalled(queued) => {
+                self.close(DisconnectReason::Stalled { queued }, false);
+                self.closed_error()
+            }
+            PushError::Frame(e) => e,
+        }
+    }
+
+    /// Answers call `id` with an error (a short one if the full text is
+    /// over the remote's frame limit).
+    fn send_error(&self, id: u64, error: &RemoteError) {
+        self.answer_error(id, error, || {});
+    }
+
+    fn answer_error(&self, id: u64, error: &RemoteError, then: impl FnOnce()) {
+        match self.out.push_then(&Header::Error { id }, error, then) {
+            Ok(()) => {}
+            Err(PushError::Frame(e)) => {
+                let short = RemoteError::Failed(format!("error reply could not be sent: {e}"));
+                let _ = self.out.push(&Header::Error { id }, &short);
+            }
+            Err(e) => {
+                let _ = self.push_failed(e);
+            }
+        }
+    }
+
+    // --- calls out ------------------------------------------------------
+
+    /// Makes a call and waits for its reply's payload, until `deadline`
+    /// (the one deadline of the call: the wait for a slot counts).
+    pub(crate) async fn call<A: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        args: &A,
+        deadline: Option<tokio::time::Instant>,
+        span: Option<&tracing::Span>,
+    ) -> Result<Bytes, RpcError> {
+        let slot = within(deadline, self.slots.acquire())
+            .await?
+            .ok_or_else(|| self.closed_error())?;
+        let (id, rx) = self.pending.insert()?;
+        if let Some(span) = span {
+            span.record("rpc.request_id", id);
+        }
+        let mut guard = CallGuard::new(&self.pending, &self.out, id);
+        // Rounded up, plus one timer tick: the callee's deadline falls
+        // after this side's, so a call that runs out of time ends here with
+        // `Timeout` (and a cancel), and the callee's `DeadlineExceeded` is a
+        // backstop for a caller that is late itself.
+        let timeout_ms = deadline.map_or(0, |d| {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            u64::try_from(left.as_micros().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        });
+        let header = Header::Call {
+            id,
+            target,
+            timeout_ms,
+        };
+        self.out
+            .push(&header, args)
+            .map_err(|e| self.push_failed(e))?;
+        guard.sent();
+        // On a timeout the guard, dropped here, sends the cancel.
+        let reply = within(deadline, rx).await?;
+        guard.done();
+        drop(slot);
+        reply.unwrap_or_else(|_| Err(self.closed_error()))
+    }
+
+    /// Sends a ping and waits for its pong.
+    pub(crate) async fn ping(&self) -> Result<(), RpcError> {
+        let (id, rx) = self.pending.insert()?;
+        let mut guard = CallGuard::new(&self.pending, &self.out, id);
+        self.out
+            .push_bare(&Header::Ping { id })
+            .map_err(|e| self.push_failed(e))?;
+        guard.sent();
+        let pong = rx.await;
+        guard.done();
+        pong.unwrap_or_else(|_| Err(self.closed_error())).map(drop)
+    }
+
+    /// Sends a notification, first waiting while a large backlog is queued.
+    pub(crate) async fn notify<A: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        args: &A,
+    ) -> Result<(), RpcError> {
+        self.out.wait_space().await;
+        self.out
+            .push(&Header::Notify { target }, args)
+            .map_err(|e| self.push_failed(e))
+    }
+}
+
+/// The one timeout path of a call: `fut`, unless `deadline` passes first.
+async fn within<F: Future>(
+    deadline: Option<tokio::time::Instant>,
+    fut: F,
+) -> Result<F::Output, RpcError> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut)
+            .await
+            .map_err(|_| RpcError::Timeout),
+        None => Ok(fut.await),
+    }
+}
+
+impl Respond for Conn {
+    fn reply(&self, kind: Kind, id: u64, value: &dyn Payload) {
+        let release = || self.admission.release(kind);
+        if kind == Kind::Notification {
+            return release();
+        }
+        match self.out.push_then(&Header::Reply { id }, value, release) {
+            Ok(()) => {}
+            Err(PushError::Frame(RpcError::TooLarge { size, limit })) => {
+                self.send_error(id, &RemoteError::ReplyTooLarge { size, limit })
+            }
+            Err(PushError::Frame(e)) => self.send_error(
+                id,
+                &RemoteError::Failed(format!("the reply could not be encoded: {e}")),
+            ),
+            Err(e) => {
+                let _ = self.push_failed(e);
+            }
+        }
+    }
+
+    fn fail(&self, kind: Kind, id: u64, error: &RemoteError) {
+        match kind {
+            Kind::Call => self.answer_error(id, error, || self.admission.release(kind)),
+            Kind::Notification => self.admission.release(kind),
+        }
+    }
+
+    fn release(&self, kind: Kind) {
+        self.admission.release(kind);
+    }
+
+    fn origin(&self) -> (Peer, u64, Option<Arc<str>>) {
+        // A handler runs only while its connection's reader or dispatcher
+        // holds the connection, so it is alive.
+        let me = self
+            .me
+            .upgrade()
+            .expect("a served call's connection is alive");
+        let peer = self.owner.peer(&me);
+        (peer, self.info.connection_id, self.info.remote_name.clone())
+    }
+}
+
+fn spawn_abortable<F>(fut: F) -> tokio::task::AbortHandle
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(fut).abort_handle()
+}

@@ -1,0 +1,198 @@
+//! The reader task: decodes frames and routes them.
+//!
+//! Owns: the read half. Replies go to the pending table, admitted calls go
+//! to the dispatcher (`executor`) in one batch per read, cancels to the
+//! running table, pings are answered. It never runs user code and never
+//! waits on a handler, so replies keep flowing while handlers run and a
+//! handler that calls back into its caller cannot deadlock the connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tracing::{debug, trace, warn};
+
+use super::inbound::deadline;
+use super::pending::Outcome;
+use super::{lock, Conn};
+use crate::codec::{FrameReader, ReadError};
+use crate::dispatch::{Incoming, Kind, LookupCache, Registry, Respond, Target};
+use crate::error::DisconnectReason;
+use crate::wire::{decode_header, decode_remote_error, Header};
+
+/// What one read of the socket produced, handled after the frames of the
+/// read are decoded; kept between reads so that its memory is reused.
+#[derive(Default)]
+struct ReadBatch {
+    /// Admitted calls and notifications, for the dispatcher.
+    calls: Vec<Incoming>,
+    /// Replies (and pongs) to this side's calls, by id.
+    replies: Vec<(u64, Outcome)>,
+    /// Scratch space for waking their callers.
+    waking: Vec<(tokio::sync::oneshot::Sender<Outcome>, Outcome)>,
+}
+
+/// The reader task.
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+    conn: Arc<Conn>,
+    mut reader: FrameReader<R>,
+    registry: Registry,
+    jobs: mpsc::UnboundedSender<Vec<Incoming>>,
+) {
+    let mut cache = LookupCache::default();
+    let mut batch = ReadBatch::default();
+    let respond: Arc<dyn Respond> = conn.clone();
+    let reason = 'outer: loop {
+        let mut frames = 0usize;
+        loop {
+            match reader.buffered_frame() {
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    let routed = route(&conn, &respond, frame, &registry, &mut cache, &mut batch);
+                    if let Err(reason) = routed {
+                        break 'outer reason;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'outer read_failed(e),
+            }
+        }
+        if frames > 0 {
+            // Liveness counts whole frames, not bytes.
+            conn.heard_from();
+        }
+        conn.pending
+            .complete_all(&mut batch.replies, &mut batch.waking);
+        if !batch.calls.is_empty() {
+            // If the dispatcher is gone the calls are dropped, which
+            // releases them.
+            let _ = jobs.send(std::mem::take(&mut batch.calls));
+        }
+        match reader.fill().await {
+            Ok(true) => {}
+            Ok(false) => break DisconnectReason::ClosedByPeer,
+            Err(e) => break read_failed(e),
+        }
+    };
+    // Replies that arrived just before the end (a reply followed by a
+    // goodbye in one read) still reach their callers.
+    conn.pending
+        .complete_all(&mut batch.replies, &mut batch.waking);
+    conn.close(reason, false);
+}
+
+/// Why a failed read ends the connection.
+fn read_failed(e: ReadError) -> DisconnectReason {
+    match e {
+        ReadError::Io(e) => DisconnectReason::from_io(&e),
+        other => DisconnectReason::Protocol(other.to_string()),
+    }
+}
+
+/// Routes one frame.
+fn route(
+    conn: &Arc<Conn>,
+    respond: &Arc<dyn Respond>,
+    mut frame: Bytes,
+    registry: &Registry,
+    cache: &mut LookupCache,
+    batch: &mut ReadBatch,
+) -> Result<(), DisconnectReason> {
+    let (header, payload) = decode_header(&frame).map_err(DisconnectReason::Protocol)?;
+    let header_len = frame.len() - payload.len();
+    match header {
+        Header::Call {
+            id,
+            target,
+            timeout_ms,
+        } => {
+            if let Some(target) = admit(conn, Some(id), target, registry, cache) {
+                frame.advance(header_len);
+                batch.calls.push(Incoming {
+                    respond: respond.clone(),
+                    id: Some(id),
+                    args: frame,
+                    target,
+                    deadline: deadline(timeout_ms, Instant::now()),
+                    open: true,
+                });
+            }
+        }
+        Header::Notify { target } => {
+            if let Some(target) = admit(conn, None, target, registry, cache) {
+                frame.advance(header_len);
+                batch.calls.push(Incoming {
+                    respond: respond.clone(),
+                    id: None,
+                    args: frame,
+                    target,
+                    deadline: None,
+                    open: true,
+                });
+            }
+        }
+        Header::Reply { id } => {
+            // The payload is the frame itself, advanced past the header:
+            // no second reference to count.
+            frame.advance(header_len);
+            batch.replies.push((id, Ok(frame)));
+        }
+        Header::Error { id } => batch.replies.push((id, Err(decode_remote_error(payload)))),
+        Header::Cancel { id } => {
+            if lock(&conn.running).cancel(id) {
+                trace!(id, "cancelled by caller");
+            }
+        }
+        Header::Ping { id } => {
+            let _ = conn.out.push_bare(&Header::Pong { id });
+        }
+        Header::Pong { id } => {
+            if id != 0 {
+                batch.replies.push((id, Ok(Bytes::new())));
+            }
+        }
+        Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
+        Header::Shutdown => return Err(DisconnectReason::Shutdown),
+    }
+    Ok(())
+}
+
+/// Admits a call (`id`) or notification (`None`) to `name`: counts it in
+/// flight and finds its target, or answers it with the reason it is refused.
+fn admit(
+    conn: &Conn,
+    id: Option<u64>,
+    name: &str,
+    registry: &Registry,
+    cache: &mut LookupCache,
+) -> Option<Arc<Target>> {
+    let kind = match id {
+        Some(_) => Kind::Call,
+        None => Kind::Notification,
+    };
+    let admitted = conn.admission.admit(kind).and_then(|()| {
+        registry.lookup_cached(cache, name).inspect_err(|_| {
+            conn.admission.release(kind);
+        })
+    });
+    match admitted {
+        Ok(target) => Some(target),
+        Err(e) => {
+            match id {
+                Some(id) => {
+                    debug!(id, %e, "call refused");
+                    conn.send_error(id, &e);
+                }
+                // Nobody to tell: say it where the operator sees it, once
+                // per connection.
+                None if conn.admission.first_drop() => {
+                    warn!(target = name, %e, "notification dropped (further drops on this connection are logged at DEBUG)")
+                }
+                None => debug!(target = name, %e, "notification dropped"),
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The [`Registry`] of named objects, and the lookup of a call's target.
+//!
+//! A call arrives as a target string `Object.method`. The registry maps each
+//! full target to the object and the method's index, so a call costs one hash
+//! lookup and an integer `match`, with no string building on either side.
+//!
+//! Lock: each layer's table sits behind one `RwLock`, taken only for a
+//! lookup, an insert or a removal, never across an `.await` and never while
+//! another lock is held (see `conn` for the whole order).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::service::{CloseFuture, Service};
+use crate::error::RemoteError;
+
+/// Hashes a call's target name with FNV-1a: a fraction of SipHash's cost on
+/// these short keys. Safe from flooding because the remote only looks keys
+/// up; it never inserts any.
+struct TargetHasher(u64);
+
+impl Default for TargetHasher {
+    fn default() -> Self {
+        // The FNV-1a offset basis.
+        TargetHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for TargetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    targets: HashMap<Box<str>, Arc<Target>, std::hash::BuildHasherDefault<TargetHasher>>,
+    objects: HashMap<Arc<str>, ObjectEntry>,
+}
+
+struct ObjectEntry {
+    service: Arc<dyn Service>,
+    methods: &'static [&'static str],
+}
+
+/// The named objects one side exposes.
+///
+/// A registry is shared by every connection that serves it. Cloning gives
+/// another handle to the same registry.
+///
+/// # Examples
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use rpc_core::{Handled, Incoming, Service, Registry};
+/// # struct Greeter;
+/// # impl Service for Greeter {
+/// #     fn name() -> &'static str { "Greeter" }
+/// #     fn methods() -> &'static [&'static str] { &["hello"] }
+/// #     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
+/// #         Handled::Done(call.reply(&()))
+/// #     }
+/// # }
+/// let registry = Registry::new();
+/// registry.expose(Greeter);
+/// registry.expose_as("greeter2", Greeter);
+/// assert_eq!(registry.names(), vec!["Greeter".to_string(), "greeter2".to_string()]);
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    table: Arc<Layer>,
+    /// The registry this one falls back to (see [`Registry::layered`]).
+    parent: Option<Arc<Layer>>,
+}
+
+/// One table of objects, and a counter bumped on every change to it, which
+/// lets each connection cache its lookups without taking the lock.
+#[derive(Default)]
+struct Layer {
+    table: RwLock<Table>,
+    version: AtomicU64,
+}
+
+impl Layer {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        let t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        // Bumped while the lock is held: a reader that sees the new version
+        // and then looks up finds the new table.
+        self.version.fetch_add(1, Ordering::AcqRel);
+        t
+    }
+}
+
+/// A connection's cache of [`Registry`] lookups, owned by its reader task
+/// (so it needs no lock). It holds only targets that exist, so it is no
+/// larger than the registry, and it is emptied whenever the registry
+/// changes.
+#[derive(Default)]
+pub(crate) struct LookupCache {
+    targets: HashMap<Box<str>, Arc<Target>, std::hash::BuildHasherDefault<TargetHasher>>,
+    versions: (u64, u64),
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("objects", &self.names())
+            .finish()
+    }
+}
+
+/// One callable method of one exposed object.
+pub(crate) struct Target {
+    pub(crate) service: Arc<dyn Service>,
+    pub(crate) index: usize,
+    pub(crate) object: Arc<str>,
+    pub(crate) method: &'static str,
+}
+
+impl Registry {
+    /// An empty registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// assert!(registry.names().is_empty());
+    /// assert_eq!(registry.methods_of("Calc"), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new, empty registry layered over this one.
+    ///
+    /// Objects exposed in it are its own, and names it does not have are looked up in `self`
+    /// (including objects added to `self` later). A server gives each
+    /// connection such a layer, so that an object exposed through one
+    /// accepted [`Peer`](crate::Peer) is reachable by that client only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rpc_core::{Handled, Incoming, Service, Registry};
+    /// # struct Greeter;
+    /// # impl Service for Greeter {
+    /// #     fn name() -> &'static str { "Greeter" }
+    /// #     fn methods() -> &'static [&'static str] { &["hello"] }
+    /// #     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
+    /// #         Handled::Done(call.reply(&()))
+    /// #     }
+    /// # }
+    /// let shared = Registry::new();
+    /// shared.expose(Greeter);
+    /// let mine = shared.layered();
+    /// mine.expose_as("private", Greeter);
+    /// assert_eq!(mine.names(), vec!["Greeter".to_string(), "private".to_string()]);
+    /// assert_eq!(shared.names(), vec!["Greeter".to_string()]);
+    /// ```
+    pub fn layered(&self) -> Registry {
+        Registry {
+            table: Arc::default(),
+            parent: Some(self.table.clone()),
+        }
+    }
+
+    /// Exposes `object` under its default name ([`Service::name`]).
+    ///
+    /// An object already exposed under that name is replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Registry};
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// }
+    ///
+    /// let registry = Registry::new();
+    /// registry.expose(Calc);
+    /// registry.expose(Calc); // replaces the first
+    /// assert_eq!(registry.names(), ["Calc"]);
+    /// assert_eq!(registry.methods_of("Calc"), Some(&["add"][..]));
+    /// ```
+    pub fn expose<S: Service>(&self, object: S) {
+        self.expose_arc(S::name(), Arc::new(object));
+    }
+
+    /// Exposes `object` under `name`.
+    ///
+    /// An object already exposed under that name is replaced. Calls reach
+    /// it as `name.method`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Registry};
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// }
+    ///
+    /// let registry = Registry::new();
+    /// registry.expose_as("calc-a", Calc);
+    /// registry.expose_as("calc-b", Calc);
+    /// assert_eq!(registry.names(), ["calc-a", "calc-b"]);
+    /// assert_eq!(registry.methods_of("Calc"), None);
+    /// ```
+    pub fn expose_as<S: Service>(&self, name: &str, object: S) {
+        self.expose_arc(name, Arc::new(object));
+    }
+
+    /// Exposes an object that is already shared, under `name`.
+    ///
+    /// An object already exposed under that name is replaced. The caller
+    /// keeps its handle, and can expose the same object under several names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry};
+    ///
+    /// #[derive(Default)]
+    /// pub struct Hits(AtomicU32);
+    /// #[expose]
+    /// impl Hits {
+    ///     pub fn hit(&self) { self.0.fetch_add(1, SeqCst); }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let hits = Arc::new(Hits::default());
+    /// let served = Registry::new();
+    /// served.expose_arc("a", hits.clone());
+    /// served.expose_arc("b", hits.clone());
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// client.call::<(), _>("a.hit", &()).await?;
+    /// client.call::<(), _>("b.hit", &()).await?;
+    /// assert_eq!(hits.0.load(SeqCst), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expose_arc<S: Service>(&self, name: &str, object: Arc<S>) {
+        let name: Arc<str> = Arc::from(name);
+        let service: Arc<dyn Service> = object;
+        let mut t = self.table.write();
+        remove_object(&mut t, &name);
+        for (index, method) in S::methods().iter().enumerate() {
+            t.targets.insert(
+                format!("{name}.{method}").into_boxed_str(),
+                Arc::new(Target {
+                    service: service.clone(),
+                    index,
+                    object: name.clone(),
+                    method,
+                }),
+            );
+        }
+        t.objects.insert(
+            name,
+            ObjectEntry {
+                service,
+                methods: S::methods(),
+            },
+        );
+    }
+
+    /// Removes the object exposed under `name`; returns whether there was one.
+    ///
+    /// Only this registry's own objects are removed: a
+    /// [`layered`](Self::layered) registry leaves the ones it inherits alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rpc_core::{expose, Registry};
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    /// let registry = Registry::new();
+    /// registry.expose(Calc);
+    /// assert!(registry.remove("Calc"));
+    /// assert!(!registry.remove("Calc"));
+    /// assert!(registry.names().is_empty());
+    /// ```
+    pub fn remove(&self, name: &str) -> bool {
+        let mut t = self.table.write();
+        remove_object(&mut t, name)
+    }
+
+    /// The tables to search, own first.
+    fn tables(&self) -> impl Iterator<Item = &Layer> {
+        std::iter::once(&*self.table).chain(self.parent.as_deref())
+    }
+
+    /// The names of the exposed objects, sorted.
+    ///
+    /// A [`layered`](Self::layered) registry lists its own objects and the
+    /// ones it inherits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rpc_core::{expose, Registry};
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    /// let registry = Registry::new();
+    /// registry.expose_as("zeta", Calc);
+    /// registry.expose_as("alpha", Calc);
+    /// assert_eq!(registry.names(), ["alpha", "zeta"]);
+    /// ```
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for t in self.tables() {
+            v.extend(t.read().objects.keys().map(|k| k.to_string()));
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The exposed method names of the object under `name`.
+    ///
+    /// `None` when no object is exposed under `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Registry};
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    ///     #[expose(name = "divide")]
+    ///     pub fn div(&self, a: i64, b: i64) -> Option<i64> { a.checked_div(b) }
+    /// }
+    ///
+    /// let registry = Registry::new();
+    /// registry.expose(Calc);
+    /// assert_eq!(registry.methods_of("Calc"), Some(&["add", "divide"][..]));
+    /// assert_eq!(registry.methods_of("Nope"), None);
+    /// ```
+    pub fn methods_of(&self, name: &str) -> Option<&'static [&'static str]> {
+        self.tables()
+            .find_map(|t| t.read().objects.get(name).map(|o| o.methods))
+    }
+
+    /// [`lookup`](Self::lookup) through a connection's cache: a hit costs
+    /// one hash of the name and no lock.
+    pub(crate) fn lookup_cached(
+        &self,
+        cache: &mut LookupCache,
+        target: &str,
+    ) -> Result<Arc<Target>, RemoteError> {
+        let versions = (
+            self.table.version.load(Ordering::Acquire),
+            self.parent
+                .as_ref()
+                .map_or(0, |p| p.version.load(Ordering::Acquire)),
+        );
+        if versions != cache.versions {
+            cache.targets.clear();
+            cache.versions = versions;
+        }
+        if let Some(found) = cache.targets.get(target) {
+            return Ok(found.clone());
+        }
+        let found = self.lookup(target)?;
+        cache.targets.insert(target.into(), found.clone());
+        Ok(found)
+    }
+
+    pub(crate) fn lookup(&self, target: &str) -> Result<Arc<Target>, RemoteError> {
+        for t in self.tables() {
+            let t = t.read();
+            if t.objects.is_empty() {
+                continue;
+            }
+            if let Some(found) = t.targets.get(target) {
+                return Ok(found.clone());
+            }
+        }
+        let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
+        if self.tables().any(|t| t.read().objects.contains_key(object)) {
+            Err(RemoteError::UnknownMethod {
+                object: object.to_string(),
+                method: method.to_string(),
+            })
+        } else {
+            Err(RemoteError::UnknownObject(object.to_string()))
+        }
+    }
+
+    /// Runs the close hook ([`Service::close`]) of every object exposed in
+    /// this registry's own table.
+    ///
+    /// Each object's hook runs once, even when the object is exposed under
+    /// several names. Objects a [`layered`](Self::layered) registry inherits
+    /// are not closed by it. The objects stay exposed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    /// use rpc_core::{expose, Registry};
+    ///
+    /// #[derive(Default)]
+    /// pub struct Db { closes: AtomicU32 }
+    /// #[expose]
+    /// impl Db {
+    ///     #[expose(close)]
+    ///     pub fn flush(&self) { self.closes.fetch_add(1, SeqCst); }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let db = Arc::new(Db::default());
+    /// let registry = Registry::new();
+    /// registry.expose_arc("main", db.clone());
+    /// registry.expose_arc("replica", db.clone());
+    /// registry.close_all().await;
+    /// assert_eq!(db.closes.load(SeqCst), 1);
+    /// # }
+    /// ```
+    pub async fn close_all(&self) {
+        let hooks: Vec<CloseFuture> = {
+            let t = self.table.read();
+            let mut seen = HashSet::new();
+            t.objects
+                .values()
+                .filter(|o| seen.insert(Arc::as_ptr(&o.service) as *const () as usize))
+                .map(|o| o.service.clone().close())
+                .collect()
+        };
+        futures::future::join_all(hooks).await;
+    }
+}
+
+fn remove_object(t: &mut Table, name: &str) -> bool {
+    match t.objects.remove(name) {
+        Some(o) => {
+            for m in o.methods {
+                t.targets.remove(format!("{name}.{m}").as_str());
+            }
+            true
+        }
+        None => false,
+    }
+}

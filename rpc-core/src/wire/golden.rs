@@ -1,0 +1,152 @@
+//! Golden bytes: the exact encoding of every frame kind, every handshake
+//! message and every error that travels. A change that fails here changes
+//! the protocol: bump [`VERSION`](super::VERSION) on purpose and update
+//! `docs/wire.md`.
+
+use super::*;
+use crate::error::RemoteError;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The whole frame (length prefix included) of `header` and `payload`.
+fn frame(header: &Header<'_>, payload: &impl Serialize) -> String {
+    let mut buf = Vec::new();
+    encode_frame(&mut buf, header, payload).unwrap();
+    // What is pinned also decodes back to itself.
+    let (back, rest) = decode_header(&buf[LEN_PREFIX..]).unwrap();
+    assert_eq!(&back, header);
+    let _ = rest;
+    hex(&buf)
+}
+
+fn encoded(value: &impl Serialize) -> String {
+    hex(&postcard::to_stdvec(value).unwrap())
+}
+
+#[test]
+fn the_version_and_preamble() {
+    assert_eq!(VERSION, 2);
+    assert_eq!(hex(&MAGIC), "5250437f");
+}
+
+#[test]
+fn every_frame_kind() {
+    // Length (u32, little-endian), kind (varint), fields, payload.
+    let call = Header::Call {
+        id: 1,
+        target: "Calc.add",
+        timeout_ms: 300,
+    };
+    assert_eq!(
+        frame(&call, &(2i64, 3i64)),
+        "0f000000_00_01_0843616c632e616464_ac02_04_06".replace('_', "")
+    );
+    let notify = Header::Notify {
+        target: "Log.write",
+    };
+    assert_eq!(
+        frame(&notify, &("hi",)),
+        "0e000000_01_094c6f672e7772697465_026869".replace('_', "")
+    );
+    assert_eq!(
+        frame(&Header::Reply { id: 130 }, &5i64),
+        "04000000_02_8201_0a".replace('_', "")
+    );
+    assert_eq!(
+        frame(&Header::Error { id: 2 }, &()),
+        "0200000003_02".replace('_', "")
+    );
+    assert_eq!(
+        frame(&Header::Cancel { id: 3 }, &()),
+        "0200000004_03".replace('_', "")
+    );
+    assert_eq!(frame(&Header::Ping { id: 0 }, &()), "020000000500");
+    assert_eq!(frame(&Header::Pong { id: 4 }, &()), "020000000604");
+    assert_eq!(frame(&Header::Goodbye, &()), "0100000007");
+    assert_eq!(frame(&Header::Shutdown, &()), "0100000008");
+}
+
+#[test]
+fn every_error_that_travels() {
+    let cases = [
+        (RemoteError::UnknownObject("Calc".into()), "00_0443616c63"),
+        (
+            RemoteError::UnknownMethod {
+                object: "Calc".into(),
+                method: "mul".into(),
+            },
+            "01_0443616c63_036d756c",
+        ),
+        (RemoteError::BadArguments("x".into()), "02_0178"),
+        (RemoteError::Panicked("boom".into()), "03_04626f6f6d"),
+        (RemoteError::Busy { limit: 300 }, "04_ac02"),
+        (RemoteError::ShuttingDown, "05"),
+        (RemoteError::DeadlineExceeded, "06"),
+        (
+            RemoteError::ReplyTooLarge {
+                size: 2000,
+                limit: 1024,
+            },
+            "07_d00f_8008",
+        ),
+        (RemoteError::Failed("no".into()), "08_026e6f"),
+    ];
+    for (error, want) in cases {
+        assert_eq!(encoded(&error), want.replace('_', ""), "{error:?}");
+        let back: RemoteError =
+            postcard::from_bytes(&postcard::to_stdvec(&error).unwrap()).unwrap();
+        assert_eq!(back, error);
+    }
+}
+
+#[test]
+fn every_handshake_message() {
+    let hello = Handshake::Hello(Hello {
+        max_frame: 1 << 20,
+        max_in_flight: 64,
+        auth: true,
+        nonce: [7; NONCE_LEN],
+        name: Some("w".into()),
+    });
+    let nonce = "07".repeat(NONCE_LEN);
+    assert_eq!(
+        encoded(&hello),
+        format!("00_808040_40_01_{nonce}_01_0177").replace('_', "")
+    );
+    let proof = Handshake::Proof([9; NONCE_LEN]);
+    assert_eq!(encoded(&proof), format!("01{}", "09".repeat(NONCE_LEN)));
+    let cases = [
+        (Verdict::Accepted { connection_id: 5 }, "02_00_05"),
+        (
+            Verdict::Rejected(Rejection::AuthFailed("a".into())),
+            "02_01_00_0161",
+        ),
+        (
+            Verdict::Rejected(Rejection::Refused("r".into())),
+            "02_01_01_0172",
+        ),
+        (
+            Verdict::Rejected(Rejection::Protocol("p".into())),
+            "02_01_02_0170",
+        ),
+    ];
+    for (verdict, want) in cases {
+        assert_eq!(encoded(&Handshake::Verdict(verdict)), want.replace('_', ""));
+    }
+}
+
+#[test]
+fn an_unknown_frame_kind_is_named_in_the_error() {
+    let err = decode_header(&[200, 1, 0]).unwrap_err();
+    assert_eq!(
+        err,
+        "frame of 3 bytes could not be decoded: unknown frame kind 200"
+    );
+    let err = decode_header(&[0, 1]).unwrap_err();
+    assert!(
+        err.starts_with("frame of 2 bytes could not be decoded: "),
+        "{err}"
+    );
+}
