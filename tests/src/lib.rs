@@ -68,6 +68,9 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/lineage.md")]
     pub struct Lineage;
+
+    #[doc = include_str!("../../docs/architecture.md")]
+    pub struct Architecture;
 }
 
 /// The server-side peer of the next connection the server reports.

@@ -86,11 +86,11 @@ impl Admission {
     }
 }
 
-/// The deadline a call carries: `timeout_ms` from now, or none (0, or too
-/// far to represent).
-pub(crate) fn deadline(timeout_ms: u64, now: Instant) -> Option<Instant> {
+/// The deadline a call carries: `timeout_ms` from `now()`, or none (0, or
+/// too far to represent). The clock is read only for a call with a timeout.
+pub(crate) fn deadline(timeout_ms: u64, now: impl FnOnce() -> Instant) -> Option<Instant> {
     (timeout_ms > 0)
-        .then(|| now.checked_add(Duration::from_millis(timeout_ms)))
+        .then(|| now().checked_add(Duration::from_millis(timeout_ms)))
         .flatten()
 }
 
@@ -186,10 +186,10 @@ mod tests {
     #[test]
     fn deadlines_from_milliseconds() {
         let now = Instant::now();
-        assert_eq!(deadline(0, now), None);
-        assert_eq!(deadline(5, now), Some(now + Duration::from_millis(5)));
+        assert_eq!(deadline(0, || unreachable!("no clock read")), None);
+        assert_eq!(deadline(5, || now), Some(now + Duration::from_millis(5)));
         // Too far to represent on some platforms: no deadline, never a panic.
-        assert!(deadline(u64::MAX, now).is_none_or(|d| d > now));
+        assert!(deadline(u64::MAX, || now).is_none_or(|d| d > now));
     }
 
     #[test]

@@ -370,7 +370,16 @@ impl Conn {
         let reply = within(deadline, rx).await?;
         guard.done();
         drop(slot);
-        reply.unwrap_or_else(|_| Err(self.closed_error()))
+        match reply.unwrap_or_else(|_| Err(self.closed_error())) {
+            // Both deadlines passed, and the callee's verdict was read
+            // first: this side's own conclusion is that its time ran out.
+            Err(RpcError::Remote(RemoteError::DeadlineExceeded))
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) =>
+            {
+                Err(RpcError::Timeout)
+            }
+            reply => reply,
+        }
     }
 
     /// Sends a ping and waits for its pong.

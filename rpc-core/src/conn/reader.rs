@@ -115,7 +115,7 @@ fn route(
                     id: Some(id),
                     args: frame,
                     target,
-                    deadline: deadline(timeout_ms, Instant::now()),
+                    deadline: deadline(timeout_ms, Instant::now),
                     open: true,
                 });
             }
