@@ -286,6 +286,12 @@ impl Conn {
         std::time::Duration::from_millis(now.saturating_sub(self.heard_ms.load(Ordering::Relaxed)))
     }
 
+    /// Whether more than one call is in flight either way, so that more
+    /// frames are likely to be queued in the same round.
+    fn busy(&self) -> bool {
+        self.slots.in_use() as usize + self.admission.serving() > 1
+    }
+
     /// Calls and notifications from the remote in flight.
     pub(crate) fn serving(&self) -> usize {
         self.admission.serving()

@@ -99,6 +99,11 @@ impl Slots {
         false
     }
 
+    /// Slots taken now (a snapshot).
+    pub(crate) fn in_use(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
     /// Takes a slot, waiting for one if all are in use; `None` once the
     /// slots are closed (the connection ended).
     pub(crate) async fn acquire(&self) -> Option<Slot<'_>> {
