@@ -84,6 +84,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Whether part of a frame is buffered, waiting for the rest.
+    pub fn partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Changes the frame limit (after the handshake raises it).
     ///
     /// A frame refused by the old limit stays in the buffer, so it can be

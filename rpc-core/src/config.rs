@@ -31,6 +31,7 @@ pub struct PeerConfig {
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) frame_timeout: Option<Duration>,
     pub(crate) secret: Option<Arc<[u8]>>,
     pub(crate) name: Option<String>,
 }
@@ -45,6 +46,7 @@ impl Default for PeerConfig {
             heartbeat_interval: Some(Duration::from_secs(10)),
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Some(Duration::from_secs(30)),
             secret: None,
             name: None,
         }
@@ -61,6 +63,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("frame_timeout", &self.frame_timeout)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("name", &self.name)
             .finish()
@@ -149,6 +152,29 @@ impl PeerConfig {
     /// ```
     pub fn max_in_flight(mut self, calls: u32) -> Self {
         self.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// How long a frame may take to arrive whole once its first bytes have
+    /// (default 30 s; `None`: no limit).
+    ///
+    /// A remote that starts a frame and then sends the rest slowly, or not
+    /// at all, holds a buffer here; bytes trickling in do not extend the
+    /// limit. When it passes, the connection ends with
+    /// [`DisconnectReason::FrameTimeout`](crate::DisconnectReason::FrameTimeout).
+    /// Raise it for large frames over slow links.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::PeerConfig;
+    ///
+    /// let config = PeerConfig::default().frame_timeout(Some(Duration::from_secs(120)));
+    /// assert!(format!("{config:?}").contains("frame_timeout: Some(120s)"));
+    /// ```
+    pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout;
         self
     }
 

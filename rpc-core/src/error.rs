@@ -472,6 +472,10 @@ pub enum DisconnectReason {
         /// The version the remote announced.
         theirs: u16,
     },
+    /// A frame did not arrive whole within
+    /// [`PeerConfig::frame_timeout`](crate::PeerConfig::frame_timeout) of
+    /// its first bytes.
+    FrameTimeout(Duration),
 }
 
 impl DisconnectReason {
@@ -506,6 +510,9 @@ impl fmt::Display for DisconnectReason {
                 f,
                 "protocol version mismatch: we speak {ours}, the peer speaks {theirs}"
             ),
+            DisconnectReason::FrameTimeout(limit) => {
+                write!(f, "a frame did not arrive whole within {limit:?}")
+            }
         }
     }
 }

@@ -593,10 +593,11 @@ impl Server {
     /// Shuts the server down gracefully.
     ///
     /// Stops accepting, refuses new calls with [`RemoteError::ShuttingDown`](rpc_core::RemoteError::ShuttingDown),
-    /// lets calls in flight finish for up to `grace`, says goodbye to every
-    /// client (which sees [`DisconnectReason::Shutdown`]), then runs the
-    /// close hooks ([`Service::close`]) of the objects in
-    /// [`registry`](Server::registry).
+    /// lets calls in flight finish for up to `grace` (their replies are
+    /// sent), says goodbye to every client (which sees
+    /// [`DisconnectReason::Shutdown`]) and waits until each goodbye is
+    /// written, then runs the close hooks ([`Service::close`]) of the
+    /// objects in [`registry`](Server::registry).
     ///
     /// # Examples
     ///
@@ -643,14 +644,15 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Every peer, those still in their handshake included.
+        // Every peer, those still in their handshake included. Each says
+        // goodbye; shutdown returns once every goodbye is written (each
+        // writer gives up on a remote that does not read after 2 s), so a
+        // process that exits right after still told every client.
         let peers: Vec<Peer> = lock(&self.inner.peers).values().cloned().collect();
         for p in &peers {
             p.close_with(DisconnectReason::Shutdown);
         }
-        for p in &peers {
-            let _ = tokio::time::timeout(Duration::from_millis(500), p.closed()).await;
-        }
+        futures::future::join_all(peers.iter().map(Peer::flushed)).await;
         self.inner.registry.close_all().await;
         info!(addr = %self.inner.addr, "server shut down");
     }

@@ -492,3 +492,146 @@ async fn the_ping_measures_a_round_trip() {
     })
     .await;
 }
+
+/// Blocks its server's runtime thread on request, as SIGSTOP would.
+pub struct Freezer;
+
+#[rpc_core::expose]
+impl Freezer {
+    /// Blocks the server's runtime thread for `ms`.
+    pub fn freeze(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    /// Answers at once.
+    pub fn hello(&self) -> u32 {
+        7
+    }
+}
+
+/// A process that was paused (here: its runtime's only thread blocked for
+/// three heartbeat timeouts, as SIGSTOP would) does not drop a healthy
+/// client when it resumes: its late heartbeat timer pings before judging.
+#[tokio::test]
+async fn a_paused_server_pings_before_judging_its_clients() {
+    within(20, async {
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let config = PeerConfig::default()
+                    .heartbeat(Some(Duration::from_millis(100)), Duration::from_millis(300));
+                let server = Server::builder()
+                    .expose(Freezer)
+                    .config(config)
+                    .bind("tcp://127.0.0.1:0")
+                    .await
+                    .unwrap();
+                let mut events = server.events();
+                addr_tx.send(server.local_addr().clone()).unwrap();
+                let _ = stop_rx.await;
+                // Every event up to now: no disconnect.
+                let mut disconnects = Vec::new();
+                while let Ok(Some(e)) =
+                    tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+                {
+                    if let Event::Disconnected { reason, .. } = e {
+                        disconnects.push(reason);
+                    }
+                }
+                disconnects
+            })
+        });
+        let addr = addr_rx.await.unwrap();
+        let client = rpc_transport::connect(&addr).await.unwrap();
+        let freezer = FreezerClient::new(&client);
+        freezer.freeze(1_000).await.unwrap();
+        // Longer than the server's heartbeat timeout after it resumed.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(client.is_connected());
+        assert_eq!(freezer.hello().await.unwrap(), 7);
+        stop_tx.send(()).unwrap();
+        let disconnects = tokio::task::spawn_blocking(move || server_thread.join().unwrap())
+            .await
+            .unwrap();
+        assert!(disconnects.is_empty(), "{disconnects:?}");
+    })
+    .await;
+}
+
+/// A graceful shutdown with many clients and calls in flight, over TCP and
+/// Unix, three times: every reply arrives, every client hears the goodbye
+/// (`Shutdown`, never `ClosedByPeer`), and so does a call made the instant
+/// `shutdown` returns. The server's runtime is dropped as soon as `shutdown`
+/// returns, as a process that exits would be, so a goodbye not yet written
+/// by then is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_of_a_graceful_shutdown_hears_it() {
+    const CLIENTS: usize = 60;
+    for round in 0..3 {
+        for (addr, _dir) in addresses() {
+            within(30, async {
+                let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+                let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let bind = addr.clone();
+                let server_thread = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let server = serve(Calc::default(), &bind).await;
+                        addr_tx.send(server.local_addr().clone()).unwrap();
+                        // Shut down once every client's call is in flight.
+                        let _ = go_rx.await;
+                        while server.peers().iter().map(|p| p.serving()).sum::<usize>() < CLIENTS {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        server.shutdown(Duration::from_secs(5)).await;
+                        let _ = done_tx.send(());
+                    });
+                    // The runtime, and every task it still had, ends here.
+                });
+                let bound = addr_rx.await.unwrap();
+                let mut clients = Vec::with_capacity(CLIENTS);
+                for _ in 0..CLIENTS {
+                    clients.push(rpc_transport::connect(&bound).await.unwrap());
+                }
+                let calls: Vec<_> = clients
+                    .iter()
+                    .map(|c| {
+                        let calc = CalcClient::new(c);
+                        tokio::spawn(async move { calc.slow(300).await })
+                    })
+                    .collect();
+                go_tx.send(()).unwrap();
+                done_rx.await.unwrap();
+                let late = CalcClient::new(&clients[0]).add(1, 1).await;
+                assert_eq!(
+                    late,
+                    Err(RpcError::ConnectionClosed(DisconnectReason::Shutdown)),
+                    "round {round} over {addr}"
+                );
+                for call in calls {
+                    assert_eq!(call.await.unwrap(), Ok(300), "round {round} over {addr}");
+                }
+                for (i, c) in clients.iter().enumerate() {
+                    assert_eq!(
+                        c.closed().await,
+                        DisconnectReason::Shutdown,
+                        "client {i}, round {round} over {addr}"
+                    );
+                }
+                tokio::task::spawn_blocking(move || server_thread.join().unwrap())
+                    .await
+                    .unwrap();
+            })
+            .await;
+        }
+    }
+}

@@ -455,3 +455,96 @@ async fn an_error_frame_cannot_make_a_live_connection_look_closed() {
         .await;
     }
 }
+
+/// Two calls in flight with one id: the second is a protocol error that
+/// ends that connection (never two handlers for one id); an id may come
+/// back once its call has ended.
+#[tokio::test]
+async fn a_duplicate_call_id_in_flight_ends_the_connection() {
+    use rpc_core::__wire::{decode_header, Header};
+    use rpc_tests::raw::{handshake_by_hand, raw, read_frame, send_frame};
+
+    for (addr, _dir) in addresses() {
+        within(20, async {
+            let server = serve(Calc::default(), &addr).await;
+            let mut events = server.events();
+            let mut s = raw(server.local_addr()).await;
+            handshake_by_hand(&mut s).await;
+            let _peer = accepted(&mut events).await;
+            let add = |id| Header::Call {
+                id,
+                target: "Calc.add",
+                timeout_ms: 0,
+            };
+            // Sequential reuse of an id is fine.
+            for _ in 0..2 {
+                send_frame(&mut s, &add(1), &(2i64, 3i64)).await.unwrap();
+                let reply = read_frame(&mut s).await;
+                assert_eq!(decode_header(&reply).unwrap().0, Header::Reply { id: 1 });
+            }
+            let slow = Header::Call {
+                id: 9,
+                target: "Calc.slow",
+                timeout_ms: 0,
+            };
+            send_frame(&mut s, &slow, &(5_000u64,)).await.unwrap();
+            send_frame(&mut s, &slow, &(5_000u64,)).await.unwrap();
+            let (_, reason) = next_disconnect(&mut events).await;
+            assert_eq!(
+                reason,
+                DisconnectReason::Protocol("call id 9 is already in flight".into())
+            );
+            // Others are still served.
+            let good = rpc_transport::connect(server.local_addr()).await.unwrap();
+            assert_eq!(CalcClient::new(&good).add(1, 2).await.unwrap(), 3);
+        })
+        .await;
+    }
+}
+
+/// A frame that starts and then trickles in is cut at the frame deadline,
+/// however steadily its bytes come; well-behaved clients are served
+/// meanwhile.
+#[tokio::test]
+async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
+    use rpc_tests::raw::{handshake_by_hand, raw};
+    use tokio::io::AsyncWriteExt;
+
+    for (addr, _dir) in addresses() {
+        within(20, async {
+            let limit = Duration::from_millis(400);
+            let server = Server::builder()
+                .expose(Calc::default())
+                .config(PeerConfig::default().frame_timeout(Some(limit)))
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let mut events = server.events();
+            let mut s = raw(server.local_addr()).await;
+            handshake_by_hand(&mut s).await;
+            let _peer = accepted(&mut events).await;
+            let started = Instant::now();
+            // A frame of 100,000 bytes, sent one byte every 20 ms.
+            s.write_all(&100_000u32.to_le_bytes()).await.unwrap();
+            let dripping = tokio::spawn(async move {
+                for _ in 0..200 {
+                    if s.write_all(&[0]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let good = rpc_transport::connect(server.local_addr()).await.unwrap();
+            assert_eq!(CalcClient::new(&good).add(1, 2).await.unwrap(), 3);
+            let (_, reason) = next_disconnect(&mut events).await;
+            assert_eq!(reason, DisconnectReason::FrameTimeout(limit));
+            // The drip lasts 4 s: a deadline that the bytes moved would
+            // cut the connection after that, not near the limit.
+            let took = started.elapsed();
+            assert!(took >= limit && took < Duration::from_secs(3), "{took:?}");
+            assert_eq!(CalcClient::new(&good).add(2, 2).await.unwrap(), 4);
+            dripping.abort();
+        })
+        .await;
+    }
+}

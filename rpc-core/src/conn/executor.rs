@@ -119,7 +119,7 @@ fn spawn(
     let (abort, registration) = AbortHandle::new_pair();
     if let Some(id) = id {
         if !lock(&conn.running).start(id, abort) {
-            return; // the connection ended meanwhile
+            return; // cancelled, or the connection ended, meanwhile
         }
     }
     let conn = conn.clone();
@@ -149,10 +149,8 @@ fn spawn(
             panicked(&conn, id, &*panic);
         }
         // Otherwise: answered, stopped at the deadline (above), or aborted
-        // by the caller's cancel (who waits no more).
-        if let Some(id) = id {
-            lock(&conn.running).finish(id);
-        }
+        // by the caller's cancel (who waits no more). Either way the
+        // handler's `Incoming` has given the call back.
     };
     match span {
         Some(span) => tokio::spawn(task.instrument(span)),

@@ -94,56 +94,89 @@ pub(crate) fn deadline(timeout_ms: u64, now: impl FnOnce() -> Instant) -> Option
         .flatten()
 }
 
-/// Handlers that run in tasks of their own, by call id, so that a cancel
-/// from the caller can stop them. Plain `&mut self` state; `conn` keeps it
+/// The remote's calls in flight, by id: at most one per id, and the abort
+/// handle of each handler that runs in a task of its own, so that a cancel
+/// from the caller can stop it. Plain `&mut self` state; `conn` keeps it
 /// behind one mutex.
 #[derive(Default)]
 pub(crate) struct Running {
-    handlers: HashMap<u64, AbortHandle>,
-    /// Set once the connection ended: handlers started later are aborted
-    /// at once.
+    calls: HashMap<u64, Handler>,
+    /// Set once the connection ended: nothing new is admitted or started.
     closed: bool,
 }
 
+/// Where the handler of one admitted call is.
+enum Handler {
+    /// Not started in a task (queued, or running inline).
+    Queued,
+    /// Cancelled before it had a task: it gets none.
+    Cancelled,
+    /// Running in a task of its own.
+    Spawned(AbortHandle),
+}
+
 impl Running {
-    /// Registers the handler of call `id`; false (and aborted) once closed.
-    pub(crate) fn start(&mut self, id: u64, handle: AbortHandle) -> bool {
-        if self.closed {
-            handle.abort();
+    /// Admits call `id`; false when a call with that id is already in
+    /// flight (a protocol error: never two handlers for one id) or the
+    /// connection ended.
+    pub(crate) fn open(&mut self, id: u64) -> bool {
+        if self.closed || self.calls.contains_key(&id) {
             return false;
         }
-        self.handlers.insert(id, handle);
+        self.calls.insert(id, Handler::Queued);
         true
     }
 
-    /// The caller cancelled call `id`: stops its handler, if it runs.
+    /// The handler of call `id` moves to a task: false (and aborted) when
+    /// the call was cancelled meanwhile or the connection ended.
+    pub(crate) fn start(&mut self, id: u64, handle: AbortHandle) -> bool {
+        match self.calls.get_mut(&id) {
+            Some(h @ Handler::Queued) if !self.closed => {
+                *h = Handler::Spawned(handle);
+                true
+            }
+            _ => {
+                handle.abort();
+                false
+            }
+        }
+    }
+
+    /// The caller cancelled call `id`: stops its handler if it runs in a
+    /// task, or keeps it from getting one. Whether the call was in flight.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
-        match self.handlers.remove(&id) {
-            Some(h) => {
+        match self.calls.get_mut(&id) {
+            Some(Handler::Spawned(h)) => {
                 h.abort();
+                true
+            }
+            Some(h) => {
+                *h = Handler::Cancelled;
                 true
             }
             None => false,
         }
     }
 
-    /// The handler of call `id` finished.
+    /// Call `id` ended (answered, or dropped without an answer).
     pub(crate) fn finish(&mut self, id: u64) {
-        self.handlers.remove(&id);
+        self.calls.remove(&id);
     }
 
     /// The connection ended: stops every handler, and every later one.
     pub(crate) fn abort_all(&mut self) {
         self.closed = true;
-        for (_, h) in self.handlers.drain() {
-            h.abort();
+        for (_, h) in self.calls.drain() {
+            if let Handler::Spawned(h) = h {
+                h.abort();
+            }
         }
     }
 
-    /// Handlers registered.
+    /// Calls in flight.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.handlers.len()
+        self.calls.len()
     }
 }
 
@@ -193,17 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn one_call_per_id_until_it_finishes() {
+        let mut r = Running::default();
+        assert!(r.open(1));
+        assert!(!r.open(1), "a second call with id 1 while the first runs");
+        r.finish(1);
+        assert!(r.open(1), "an id may come back once its call ended");
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
     fn a_cancel_aborts_the_running_handler_and_close_aborts_the_rest() {
         let mut r = Running::default();
         let (h1, reg1) = AbortHandle::new_pair();
         let (h2, reg2) = AbortHandle::new_pair();
+        assert!(r.open(1) && r.open(2));
         assert!(r.start(1, h1));
         assert!(r.start(2, h2));
         assert!(r.cancel(1));
         assert!(reg1.handle().is_aborted());
-        assert!(!r.cancel(1), "already gone");
         r.abort_all();
         assert!(reg2.handle().is_aborted());
+        assert!(!r.open(3), "closed: nothing new is admitted");
         let (h3, reg3) = AbortHandle::new_pair();
         assert!(!r.start(3, h3), "closed: nothing new starts");
         assert!(reg3.handle().is_aborted());
@@ -211,11 +255,14 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_handler_leaves_the_table() {
+    fn a_call_cancelled_before_its_task_never_gets_one() {
         let mut r = Running::default();
-        let (h, _reg) = AbortHandle::new_pair();
-        r.start(7, h);
+        assert!(r.open(7));
+        assert!(r.cancel(7));
+        let (h, reg) = AbortHandle::new_pair();
+        assert!(!r.start(7, h));
+        assert!(reg.handle().is_aborted());
         r.finish(7);
-        assert!(!r.cancel(7));
+        assert!(!r.cancel(7), "gone once finished");
     }
 }

@@ -188,7 +188,13 @@ impl Conn {
         tokio::spawn(writer::write_loop(self.clone(), writer));
         let mut tasks = vec![
             spawn_abortable(executor::dispatch_loop(self.clone(), rx)),
-            spawn_abortable(reader::read_loop(self.clone(), reader, registry, tx)),
+            spawn_abortable(reader::read_loop(
+                self.clone(),
+                reader,
+                registry,
+                tx,
+                config.frame_timeout,
+            )),
         ];
         if let Some(interval) = config.heartbeat_interval {
             tasks.push(spawn_abortable(heartbeat::heartbeat_loop(
@@ -428,11 +434,11 @@ async fn within<F: Future>(
 }
 
 impl Respond for Conn {
-    fn reply(&self, kind: Kind, id: u64, value: &dyn Payload) {
-        let release = || self.admission.release(kind);
-        if kind == Kind::Notification {
-            return release();
-        }
+    fn reply(&self, id: Option<u64>, value: &dyn Payload) {
+        let Some(id) = id else {
+            return self.admission.release(Kind::Notification);
+        };
+        let release = || self.admission.release(Kind::Call);
         match self.out.push_then(&Header::Reply { id }, value, release) {
             Ok(()) => {}
             Err(PushError::Frame(RpcError::TooLarge { size, limit })) => {
@@ -446,17 +452,25 @@ impl Respond for Conn {
                 let _ = self.push_failed(e);
             }
         }
+        lock(&self.running).finish(id);
     }
 
-    fn fail(&self, kind: Kind, id: u64, error: &RemoteError) {
-        match kind {
-            Kind::Call => self.answer_error(id, error, || self.admission.release(kind)),
-            Kind::Notification => self.admission.release(kind),
+    fn fail(&self, id: Option<u64>, error: &RemoteError) {
+        let Some(id) = id else {
+            return self.admission.release(Kind::Notification);
+        };
+        self.answer_error(id, error, || self.admission.release(Kind::Call));
+        lock(&self.running).finish(id);
+    }
+
+    fn release(&self, id: Option<u64>) {
+        match id {
+            Some(id) => {
+                self.admission.release(Kind::Call);
+                lock(&self.running).finish(id);
+            }
+            None => self.admission.release(Kind::Notification),
         }
-    }
-
-    fn release(&self, kind: Kind) {
-        self.admission.release(kind);
     }
 
     fn origin(&self) -> (Peer, u64, Option<Arc<str>>) {

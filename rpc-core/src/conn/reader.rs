@@ -7,7 +7,7 @@
 //! handler that calls back into its caller cannot deadlock the connection.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncRead;
@@ -40,10 +40,14 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     registry: Registry,
     jobs: mpsc::UnboundedSender<Vec<Incoming>>,
+    frame_timeout: Option<Duration>,
 ) {
     let mut cache = LookupCache::default();
     let mut batch = ReadBatch::default();
     let respond: Arc<dyn Respond> = conn.clone();
+    // When the frame now arriving in part started: trickling bytes do not
+    // move it, a completed frame clears it.
+    let mut partial_since: Option<Instant> = None;
     let reason = 'outer: loop {
         let mut frames = 0usize;
         loop {
@@ -62,6 +66,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         if frames > 0 {
             // Liveness counts whole frames, not bytes.
             conn.heard_from();
+            partial_since = None;
+        }
+        if reader.partial() && partial_since.is_none() {
+            partial_since = Some(Instant::now());
         }
         conn.pending
             .complete_all(&mut batch.replies, &mut batch.waking);
@@ -70,7 +78,19 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             // releases them.
             let _ = jobs.send(std::mem::take(&mut batch.calls));
         }
-        match reader.fill().await {
+        let deadline = partial_since
+            .zip(frame_timeout)
+            .and_then(|(since, limit)| since.checked_add(limit).map(|d| (d, limit)));
+        let filled = match deadline {
+            Some((deadline, limit)) => {
+                match tokio::time::timeout_at(deadline.into(), reader.fill()).await {
+                    Ok(filled) => filled,
+                    Err(_) => break DisconnectReason::FrameTimeout(limit),
+                }
+            }
+            _ => reader.fill().await,
+        };
+        match filled {
             Ok(true) => {}
             Ok(false) => break DisconnectReason::ClosedByPeer,
             Err(e) => break read_failed(e),
@@ -108,6 +128,11 @@ fn route(
             target,
             timeout_ms,
         } => {
+            if !lock(&conn.running).open(id) {
+                return Err(DisconnectReason::Protocol(format!(
+                    "call id {id} is already in flight"
+                )));
+            }
             if let Some(target) = admit(conn, Some(id), target, registry, cache) {
                 frame.advance(header_len);
                 batch.calls.push(Incoming {
@@ -184,6 +209,7 @@ fn admit(
                 Some(id) => {
                     debug!(id, %e, "call refused");
                     conn.send_error(id, &e);
+                    lock(&conn.running).finish(id);
                 }
                 // Nobody to tell: say it where the operator sees it, once
                 // per connection.

@@ -18,6 +18,10 @@ use crate::error::DisconnectReason;
 /// How long the writer may go on flushing after the connection closed.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a writer that found the remote gone lets the reader name the
+/// reason, from what the remote sent before it went.
+const READER_GRACE: Duration = Duration::from_millis(250);
+
 /// A write buffer larger than this is released after use.
 const KEEP_WRITE_CAPACITY: usize = 256 * 1024;
 
@@ -90,7 +94,15 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut wr: W
             }
         };
         if let Err(e) = res {
-            conn.close(DisconnectReason::from_io(&e), false);
+            let reason = DisconnectReason::from_io(&e);
+            if reason == DisconnectReason::ClosedByPeer {
+                // The remote closed its end. What it said before that (a
+                // goodbye saying it shuts down, say) is in the reader's
+                // hands: let the reader name the reason if it can.
+                let ended = conn.clone().wait_closed();
+                let _ = tokio::time::timeout(READER_GRACE, ended).await;
+            }
+            conn.close(reason, false);
             break;
         }
         spare.clear();

@@ -82,18 +82,19 @@ pub(crate) enum Kind {
 
 /// The connection as an [`Incoming`] sees it: a place to put one answer.
 ///
-/// `conn` implements it. Each method queues the answer (when the call wants
-/// one) and then gives up the call's place among the calls in flight, in
-/// that order, so a graceful shutdown that waits for the count to reach zero
-/// never closes the connection before an answer is queued.
+/// `conn` implements it. Each method queues the answer (when the call, `id`,
+/// wants one; `None` is a notification) and then gives up the call's place
+/// among the calls in flight, in that order, so a graceful shutdown that
+/// waits for the count to reach zero never closes the connection before an
+/// answer is queued.
 pub(crate) trait Respond: Send + Sync + 'static {
-    /// Answers call `id` (if any) with `value`, then releases it.
-    fn reply(&self, kind: Kind, id: u64, value: &dyn Payload);
-    /// Answers call `id` (if any) with `error`, then releases it.
-    fn fail(&self, kind: Kind, id: u64, error: &RemoteError);
-    /// Releases a call that will get no answer (dropped, cancelled, panicked
-    /// after its error was sent).
-    fn release(&self, kind: Kind);
+    /// Answers call `id` with `value`, then releases it.
+    fn reply(&self, id: Option<u64>, value: &dyn Payload);
+    /// Answers call `id` with `error`, then releases it.
+    fn fail(&self, id: Option<u64>, error: &RemoteError);
+    /// Releases a call that will get no answer (dropped, cancelled, or
+    /// panicked: the executor sends that error itself).
+    fn release(&self, id: Option<u64>);
     /// The peer a handler calls back through, the connection id and the
     /// name the remote announced.
     fn origin(&self) -> (Peer, u64, Option<Arc<str>>);
@@ -103,7 +104,7 @@ impl Drop for Incoming {
     fn drop(&mut self) {
         // Panicked, timed out, cancelled: no longer in flight.
         if std::mem::take(&mut self.open) {
-            self.respond.release(self.kind());
+            self.respond.release(self.id);
         }
     }
 }
@@ -344,8 +345,7 @@ impl Incoming {
     /// ```
     pub fn reply<R: Serialize + ?Sized>(mut self, value: &R) -> Replied {
         if std::mem::take(&mut self.open) {
-            self.respond
-                .reply(self.kind(), self.id.unwrap_or(0), &value as &dyn Payload);
+            self.respond.reply(self.id, &value as &dyn Payload);
         }
         Replied(())
     }
@@ -386,16 +386,9 @@ impl Incoming {
     /// ```
     pub fn fail(mut self, error: RemoteError) -> Replied {
         if std::mem::take(&mut self.open) {
-            self.respond.fail(self.kind(), self.id.unwrap_or(0), &error);
+            self.respond.fail(self.id, &error);
         }
         Replied(())
-    }
-
-    fn kind(&self) -> Kind {
-        match self.id {
-            Some(_) => Kind::Call,
-            None => Kind::Notification,
-        }
     }
 
     /// Answers with [`RemoteError::UnknownMethod`].

@@ -1125,6 +1125,37 @@ impl Peer {
         self.shared.life.close(reason);
     }
 
+    /// Waits until the current connection has closed and everything that
+    /// was queued for the remote, its goodbye included, has been written and
+    /// the stream shut down (or given up on, 2 s after the close, for a
+    /// remote that does not read).
+    ///
+    /// [`close_with`](Peer::close_with) does not wait; a server that wants
+    /// every client to hear its goodbye before the process exits waits on
+    /// this.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// server.close_with(DisconnectReason::Shutdown);
+    /// server.flushed().await; // the goodbye is on its way
+    /// assert_eq!(client.closed().await, DisconnectReason::Shutdown);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn flushed(&self) {
+        self.shared.life.conn_full().wait_flushed().await;
+    }
+
     /// A future that resolves when the current connection closes, without
     /// keeping the peer alive (for supervisors holding a [`WeakPeer`]).
     ///
