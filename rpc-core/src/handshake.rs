@@ -128,7 +128,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(config.handshake_timeout, run(rd, wr, config, role)).await {
+    handshake_admitting(rd, wr, config, role, &mut || Ok(())).await
+}
+
+/// [`handshake`], with a last check for the accepting side: `admit` runs
+/// once the dialer has authenticated, just before the verdict; its error is
+/// the refusal the dialer gets.
+pub(crate) async fn handshake_admitting<R, W>(
+    rd: &mut FrameReader<R>,
+    wr: &mut W,
+    config: &PeerConfig,
+    role: Role,
+    admit: &mut (dyn FnMut() -> Result<(), RpcError> + Send),
+) -> Result<Negotiated, RpcError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let run = run(rd, wr, config, role, admit);
+    match tokio::time::timeout(config.handshake_timeout, run).await {
         Ok(r) => r,
         Err(_) => Err(RpcError::HandshakeTimeout(config.handshake_timeout)),
     }
@@ -139,6 +157,7 @@ async fn run<R, W>(
     wr: &mut W,
     config: &PeerConfig,
     role: Role,
+    admit: &mut (dyn FnMut() -> Result<(), RpcError> + Send),
 ) -> Result<Negotiated, RpcError>
 where
     R: AsyncRead + Unpin,
@@ -159,25 +178,25 @@ where
     write_handshake(wr, &preamble).await?;
     send(wr, &Handshake::Hello(hello)).await?;
 
-    let mut theirs = [0u8; 6];
-    rd.read_raw(&mut theirs)
-        .await
-        .map_err(|e| RpcError::Protocol(format!("no handshake from the peer: {e}")))?;
-    if theirs[..4] != MAGIC {
-        return Err(RpcError::Protocol(
-            "the peer does not speak this protocol (bad magic bytes)".into(),
-        ));
-    }
-    let their_version = u16::from_be_bytes([theirs[4], theirs[5]]);
-    if their_version != VERSION {
-        return Err(RpcError::VersionMismatch {
-            ours: VERSION,
-            theirs: their_version,
-        });
-    }
-    let their_hello = match recv(rd).await? {
-        Handshake::Hello(h) => h,
-        other => return Err(RpcError::Protocol(format!("expected hello, got {other:?}"))),
+    let their_hello = match their_opening(rd).await {
+        Ok(hello) => hello,
+        Err(e) => {
+            // A dialer that got the opening wrong hears why, where it can
+            // still read a verdict (it has our preamble and hello already).
+            let said = matches!(e, RpcError::Protocol(_) | RpcError::VersionMismatch { .. });
+            if said && matches!(role, Role::Acceptor { .. }) {
+                let why = match &e {
+                    RpcError::VersionMismatch { theirs, .. } => format!(
+                        "protocol version {theirs} not supported (this server speaks {VERSION})"
+                    ),
+                    RpcError::Protocol(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                let verdict = Verdict::Rejected(Rejection::Protocol(why));
+                let _ = send(wr, &Handshake::Verdict(verdict)).await;
+            }
+            return Err(e);
+        }
     };
 
     let secret = config.secret.as_deref();
@@ -193,7 +212,9 @@ where
             connection_id,
             refuse,
         } => {
-            let verdict = acceptor_auth(rd, wr, secret, &their_hello, &my_nonce, refuse).await;
+            let verdict = acceptor_auth(rd, wr, secret, &their_hello, &my_nonce, refuse)
+                .await
+                .and_then(|()| admit());
             match verdict {
                 Ok(()) => {
                     send(wr, &Handshake::Verdict(Verdict::Accepted { connection_id })).await?;
@@ -256,6 +277,30 @@ where
         rd.set_max_frame(config.max_frame);
     }
     result
+}
+
+/// Reads the other side's preamble and hello.
+async fn their_opening<R: AsyncRead + Unpin>(rd: &mut FrameReader<R>) -> Result<Hello, RpcError> {
+    let mut theirs = [0u8; 6];
+    rd.read_raw(&mut theirs)
+        .await
+        .map_err(|e| RpcError::Protocol(format!("no handshake from the peer: {e}")))?;
+    if theirs[..4] != MAGIC {
+        return Err(RpcError::Protocol(
+            "the peer does not speak this protocol (bad magic bytes)".into(),
+        ));
+    }
+    let their_version = u16::from_be_bytes([theirs[4], theirs[5]]);
+    if their_version != VERSION {
+        return Err(RpcError::VersionMismatch {
+            ours: VERSION,
+            theirs: their_version,
+        });
+    }
+    match recv(rd).await? {
+        Handshake::Hello(h) => Ok(h),
+        other => Err(RpcError::Protocol(format!("expected hello, got {other:?}"))),
+    }
 }
 
 async fn acceptor_auth<R, W>(

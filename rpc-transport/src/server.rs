@@ -36,7 +36,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// let Some(Event::Connected(peer)) = events.recv().await else { unreachable!() };
 /// assert_eq!(peer.remote_name().as_deref(), Some("worker-7"));
 /// client.close().await;
-/// let Some(Event::Disconnected { id, reason }) = events.recv().await else { unreachable!() };
+/// let Some(Event::Disconnected { id, reason, .. }) = events.recv().await else { unreachable!() };
 /// assert_eq!((id, reason), (client.connection_id(), DisconnectReason::ClosedByPeer));
 /// # Ok(())
 /// # }
@@ -54,6 +54,9 @@ pub enum Event {
         id: u64,
         /// Why it ended.
         reason: DisconnectReason,
+        /// Where the connection came from: `ip:port` for TCP, `unix peer`
+        /// for a Unix socket.
+        remote: String,
     },
 }
 
@@ -147,12 +150,34 @@ impl Events {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use]
 pub struct ServerBuilder {
     registry: Registry,
     config: PeerConfig,
     max_connections: Option<usize>,
+    max_handshaking: usize,
+}
+
+/// How many connections may be in their handshake at once, by default (see
+/// [`ServerBuilder::max_handshaking`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(rpc_transport::DEFAULT_MAX_HANDSHAKING, 256);
+/// ```
+pub const DEFAULT_MAX_HANDSHAKING: usize = 256;
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            registry: Registry::default(),
+            config: PeerConfig::default(),
+            max_connections: None,
+            max_handshaking: DEFAULT_MAX_HANDSHAKING,
+        }
+    }
 }
 
 impl ServerBuilder {
@@ -298,10 +323,14 @@ impl ServerBuilder {
         self
     }
 
-    /// Refuses connections beyond `n` at once.
+    /// Refuses authenticated connections beyond `n` at once (default: no
+    /// limit).
     ///
-    /// The refused client gets [`RpcError::Refused`] with the reason.
-    /// Connections still in their handshake count too.
+    /// Only connections that passed the handshake count: sockets that
+    /// connect and say nothing count against
+    /// [`max_handshaking`](ServerBuilder::max_handshaking) instead, so they
+    /// cannot lock clients out. A refused client gets [`RpcError::Refused`]
+    /// with the reason, at once.
     ///
     /// # Examples
     ///
@@ -320,6 +349,31 @@ impl ServerBuilder {
     /// ```
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n);
+        self
+    }
+
+    /// Refuses new connections while `n` are still in their handshake
+    /// (default [`DEFAULT_MAX_HANDSHAKING`], 256).
+    ///
+    /// Each handshake is bounded by
+    /// [`PeerConfig::handshake_timeout`](rpc_core::PeerConfig::handshake_timeout);
+    /// this bounds how many silent or slow sockets can be held at once. A
+    /// client refused for it gets [`RpcError::Refused`] at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().max_handshaking(16).bind("tcp://127.0.0.1:0").await?;
+    /// assert!(connect(server.local_addr()).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_handshaking(mut self, n: usize) -> Self {
+        self.max_handshaking = n.max(1);
         self
     }
 
@@ -360,10 +414,12 @@ impl ServerBuilder {
             registry: self.registry,
             config: self.config,
             max_connections: self.max_connections,
+            max_handshaking: self.max_handshaking,
             peers: Mutex::new(HashMap::new()),
             events,
             next_id: AtomicU64::new(1),
             active: AtomicUsize::new(0),
+            handshaking: AtomicUsize::new(0),
             listener: listener.clone(),
         });
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
@@ -382,10 +438,14 @@ struct Inner {
     registry: Registry,
     config: PeerConfig,
     max_connections: Option<usize>,
+    max_handshaking: usize,
     peers: Mutex<HashMap<u64, Peer>>,
     events: broadcast::Sender<Event>,
     next_id: AtomicU64,
+    /// Authenticated connections, against `max_connections`.
     active: AtomicUsize,
+    /// Connections in their handshake, against `max_handshaking`.
+    handshaking: AtomicUsize,
 }
 
 /// A listening server.
@@ -678,7 +738,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
             Ok(Some((rd, wr, remote))) => {
                 let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("rpc.connection", connection_id = id, %remote);
-                tokio::spawn(serve(inner.clone(), id, rd, wr).instrument(span));
+                tokio::spawn(serve(inner.clone(), id, rd, wr, remote).instrument(span));
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off, keep serving.
@@ -689,36 +749,81 @@ async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
     }
 }
 
-struct ActiveGuard<'a>(&'a AtomicUsize);
+/// One place in a counter, given back on drop.
+struct Counted<'a>(&'a AtomicUsize);
 
-impl Drop for ActiveGuard<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
-    let active = inner.active.fetch_add(1, Ordering::AcqRel) + 1;
-    let _guard = ActiveGuard(&inner.active);
-    if let Some(max) = inner.max_connections {
-        if active > max {
-            let why = format!("too many connections (limit {max})");
-            let e = Peer::refuse(rd, wr, &inner.config, RpcError::Refused(why.clone())).await;
-            warn!(error = %e, "connection refused");
-            let reason = DisconnectReason::Refused(why);
-            let _ = inner.events.send(Event::Disconnected { id, reason });
-            return;
+/// How long a refusal may take: the dialer's hello is read, the verdict
+/// sent. A dialer that says nothing is dropped after this.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Why a new connection is refused before its handshake, if it is.
+fn full(inner: &Inner, handshaking: usize) -> Option<String> {
+    if handshaking > inner.max_handshaking {
+        return Some(format!(
+            "too many connections in their handshake (limit {})",
+            inner.max_handshaking
+        ));
+    }
+    match inner.max_connections {
+        Some(max) if inner.active.load(Ordering::Acquire) >= max => {
+            Some(format!("too many connections (limit {max})"))
         }
+        _ => None,
+    }
+}
+
+async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: String) {
+    let disconnected = |reason| Event::Disconnected {
+        id,
+        reason,
+        remote: remote.clone(),
+    };
+    let handshaking = Counted(&inner.handshaking);
+    let shaking = inner.handshaking.fetch_add(1, Ordering::AcqRel) + 1;
+    if let Some(why) = full(&inner, shaking) {
+        let refusal = Peer::refuse(rd, wr, &inner.config, RpcError::Refused(why.clone()));
+        let e = tokio::time::timeout(REFUSAL_TIME, refusal).await;
+        warn!(%remote, reason = %why, outcome = ?e, "connection refused");
+        let _ = inner
+            .events
+            .send(disconnected(DisconnectReason::Refused(why)));
+        return;
     }
     // The peer is listed before its connection starts serving, so that a
     // handler of the client's very first call finds it with `server.peer(id)`.
     let peer = Peer::detached(inner.registry.layered(), inner.config.clone());
     lock(&inner.peers).insert(id, peer.clone());
     let side = Side::Accept { connection_id: id };
-    if let Err(e) = peer.attach(rd, wr, side).await {
+    // An authenticated connection takes its place among `max_connections`
+    // just before the verdict; the place is given back when it ends.
+    let mut counted = None;
+    let admit = || {
+        let now = inner.active.fetch_add(1, Ordering::AcqRel) + 1;
+        counted = Some(Counted(&inner.active));
+        match inner.max_connections {
+            Some(max) if now > max => {
+                counted = None;
+                Err(RpcError::Refused(format!(
+                    "too many connections (limit {max})"
+                )))
+            }
+            _ => Ok(()),
+        }
+    };
+    let attached = peer.attach_checked(rd, wr, side, admit).await;
+    drop(handshaking);
+    if let Err(e) = attached {
+        drop(counted);
         lock(&inner.peers).remove(&id);
         let reason = match &e {
             RpcError::AuthFailed(_) => DisconnectReason::AuthFailed,
+            RpcError::Refused(why) => DisconnectReason::Refused(why.clone()),
             RpcError::VersionMismatch { ours, theirs } => DisconnectReason::VersionMismatch {
                 ours: *ours,
                 theirs: *theirs,
@@ -728,8 +833,8 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
             RpcError::ConnectionClosed(reason) => reason.clone(),
             other => DisconnectReason::Protocol(other.to_string()),
         };
-        warn!(error = %e, "handshake failed");
-        let _ = inner.events.send(Event::Disconnected { id, reason });
+        warn!(%remote, error = %e, "handshake failed");
+        let _ = inner.events.send(disconnected(reason));
         return;
     }
     debug!(remote_name = ?peer.remote_name(), "client connected");
@@ -737,6 +842,7 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf) {
     let _ = inner.events.send(Event::Connected(peer));
     let reason = closed.await;
     lock(&inner.peers).remove(&id);
+    drop(counted);
     debug!(%reason, "client disconnected");
-    let _ = inner.events.send(Event::Disconnected { id, reason });
+    let _ = inner.events.send(disconnected(reason));
 }

@@ -98,7 +98,7 @@ pub async fn next_disconnect(
 ) -> (u64, rpc_core::DisconnectReason) {
     loop {
         match events.recv().await {
-            Some(rpc_transport::Event::Disconnected { id, reason }) => return (id, reason),
+            Some(rpc_transport::Event::Disconnected { id, reason, .. }) => return (id, reason),
             Some(_) => {}
             None => panic!("event stream ended"),
         }

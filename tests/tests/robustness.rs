@@ -548,3 +548,118 @@ async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
         .await;
     }
 }
+
+/// Silent sockets count against the handshake limit, not against
+/// `max_connections`: they cannot lock clients out, and a client refused for
+/// either limit hears why at once, with its address in the server's events.
+#[tokio::test]
+async fn silent_sockets_cannot_lock_clients_out_and_refusals_are_prompt() {
+    for (addr, _dir) in addresses() {
+        within(30, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .max_connections(3)
+                .max_handshaking(20)
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let mut events = server.events();
+            // Ten sockets that connect and say nothing.
+            let mut silent = Vec::new();
+            for _ in 0..10 {
+                silent.push(rpc_tests::raw::raw(server.local_addr()).await);
+            }
+            // Three clients still get in, past the ten silent sockets.
+            let mut clients = Vec::new();
+            for _ in 0..3 {
+                let c = rpc_transport::connect(server.local_addr()).await.unwrap();
+                assert_eq!(CalcClient::new(&c).add(1, 2).await.unwrap(), 3);
+                clients.push(c);
+            }
+            // The fourth is refused at once, naming the limit.
+            let t = Instant::now();
+            let e = rpc_transport::connect(server.local_addr())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e,
+                RpcError::Refused("too many connections (limit 3)".into())
+            );
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+            let (reason, remote) = loop {
+                match events.recv().await {
+                    Some(rpc_transport::Event::Disconnected { reason, remote, .. }) => {
+                        break (reason, remote)
+                    }
+                    Some(_) => {}
+                    None => panic!("events ended"),
+                }
+            };
+            assert_eq!(
+                reason,
+                DisconnectReason::Refused("too many connections (limit 3)".into())
+            );
+            assert!(!remote.is_empty());
+            if addr.starts_with("tcp") {
+                assert!(remote.starts_with("127.0.0.1:"), "{remote}");
+            }
+            // Fill the handshake limit with silent sockets: the next dialer is
+            // refused for that, at once; the clients in are still served.
+            drop(clients.pop());
+            for _ in 0..10 {
+                silent.push(rpc_tests::raw::raw(server.local_addr()).await);
+            }
+            let t = Instant::now();
+            let e = rpc_transport::connect(server.local_addr())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e,
+                RpcError::Refused("too many connections in their handshake (limit 20)".into())
+            );
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+            assert_eq!(CalcClient::new(&clients[0]).add(2, 2).await.unwrap(), 4);
+        })
+        .await;
+    }
+}
+
+/// A dialer that gets the opening wrong hears why before the server hangs
+/// up, where the protocol lets it read a verdict.
+#[tokio::test]
+async fn a_dialer_with_another_version_is_told_why() {
+    use rpc_core::__wire::{Handshake, Hello, Rejection, Verdict, MAGIC};
+    use rpc_tests::raw::{raw, read_frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = serve(Calc::default(), &addr).await;
+            let mut s = raw(server.local_addr()).await;
+            let hello = Handshake::Hello(Hello {
+                max_frame: 1 << 20,
+                max_in_flight: 16,
+                auth: false,
+                nonce: [7; 32],
+                name: None,
+            });
+            let body = postcard::to_stdvec(&hello).unwrap();
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&7u16.to_be_bytes());
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&body);
+            s.write_all(&out).await.unwrap();
+            let mut pre = [0u8; 6];
+            s.read_exact(&mut pre).await.unwrap();
+            let _their_hello = read_frame(&mut s).await;
+            let verdict: Handshake = postcard::from_bytes(&read_frame(&mut s).await).unwrap();
+            assert_eq!(
+                verdict,
+                Handshake::Verdict(Verdict::Rejected(Rejection::Protocol(
+                    "protocol version 7 not supported (this server speaks 2)".into()
+                )))
+            );
+        })
+        .await;
+    }
+}

@@ -125,7 +125,7 @@ async fn main() -> Result<(), RpcError> {
                     println!("* {name} joined (connection {})", peer.connection_id());
                     members.lock().unwrap().insert(peer.connection_id(), peer);
                 }
-                Some(Event::Disconnected { id, reason }) => {
+                Some(Event::Disconnected { id, reason, .. }) => {
                     let gone = members.lock().unwrap().remove(&id);
                     let name = gone.and_then(|p| p.remote_name()).unwrap_or_default();
                     println!("* {name} left (connection {id}: {reason})");

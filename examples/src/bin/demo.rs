@@ -144,7 +144,7 @@ async fn main() -> Result<(), RpcError> {
     println!("client: long_job returned {acks} acknowledged steps");
 
     peer.close().await;
-    if let Some(Event::Disconnected { id, reason }) = events.recv().await {
+    if let Some(Event::Disconnected { id, reason, .. }) = events.recv().await {
         println!("server: connection {id} ended: {reason}");
     }
     server.shutdown(Duration::from_secs(1)).await;

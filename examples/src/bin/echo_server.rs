@@ -5,13 +5,14 @@
 //! Run it with `cargo run -p rpc-examples --bin echo_server -- --port 9099`
 //! and call it with the `echo_client` example. Add `--unix /tmp/echo.sock` to
 //! listen on a Unix socket, `--secret S3CRET` to require a shared secret,
-//! `-v` to see the library's debug log.
+//! `--max-connections N`, `--max-frame BYTES` and `--handshake-timeout
+//! SECONDS` to set those limits, `-v` to see the library's debug log.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use rpc_core::RpcError;
+use rpc_core::{PeerConfig, RpcError};
 use rpc_examples::echo::Echo;
 use rpc_transport::{Address, Event, Server};
 
@@ -30,6 +31,16 @@ struct Args {
     /// Require clients to authenticate with this shared secret.
     #[arg(long)]
     secret: Option<String>,
+    /// Refuse authenticated connections beyond this many at once.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// The largest frame accepted from a client, in bytes (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    max_frame: Option<u32>,
+    /// How long a client may take to finish its handshake, in seconds
+    /// (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    handshake_timeout: Option<f64>,
     /// Print the library's debug log.
     #[arg(short, long)]
     verbose: bool,
@@ -48,9 +59,19 @@ async fn main() -> Result<(), RpcError> {
         None => Address::Tcp(format!("{}:{}", args.host, args.port)),
     };
 
-    let mut server = Server::builder().expose(Echo);
+    let mut config = PeerConfig::default();
+    if let Some(bytes) = args.max_frame {
+        config = config.max_frame(bytes);
+    }
+    if let Some(secs) = args.handshake_timeout {
+        config = config.handshake_timeout(Duration::from_secs_f64(secs.max(0.001)));
+    }
+    let mut server = Server::builder().expose(Echo).config(config);
     if let Some(secret) = &args.secret {
         server = server.secret(secret);
+    }
+    if let Some(n) = args.max_connections {
+        server = server.max_connections(n);
     }
     let server = server.bind(addr).await?;
     println!("echo server listening on {}", server.local_addr());
@@ -70,8 +91,8 @@ async fn main() -> Result<(), RpcError> {
                     peer.connection_id(),
                     peer.remote_name().unwrap_or_else(|| "an anonymous client".into()),
                 ),
-                Some(Event::Disconnected { id, reason }) => {
-                    println!("connection {id} closed: {reason}")
+                Some(Event::Disconnected { id, reason, remote, .. }) => {
+                    println!("connection {id} from {remote} closed: {reason}")
                 }
                 Some(other) => println!("{other:?}"),
                 None => break,

@@ -25,7 +25,7 @@ use crate::codec::FrameReader;
 use crate::config::PeerConfig;
 use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
-use crate::handshake::{handshake, Role};
+use crate::handshake::{handshake, handshake_admitting, Role};
 use crate::wire::HANDSHAKE_MAX_FRAME;
 
 use self::lifecycle::Lifecycle;
@@ -387,10 +387,58 @@ impl Peer {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn attach<R, W>(&self, rd: R, mut wr: W, side: Side) -> Result<(), RpcError>
+    pub async fn attach<R, W>(&self, rd: R, wr: W, side: Side) -> Result<(), RpcError>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
+    {
+        self.attach_checked(rd, wr, side, || Ok(())).await
+    }
+
+    /// [`attach`](Peer::attach), with a last check on the accepting side:
+    /// `admit` runs once the dialer has authenticated, just before the
+    /// verdict, and an error from it is the refusal the dialer gets.
+    ///
+    /// A server uses it to count only authenticated connections against its
+    /// limit, deciding at the last moment. On the connecting side `admit`
+    /// is not called.
+    ///
+    /// # Errors
+    ///
+    /// As [`Peer::connect`]; the error `admit` returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError, Side};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Peer::detached(Registry::new(), PeerConfig::default());
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(a);
+    /// let full = || Err(RpcError::Refused("full".into()));
+    /// let side = Side::Accept { connection_id: 1 };
+    /// let (served, dialed) = tokio::join!(
+    ///     server.attach_checked(rd, wr, side, full),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// );
+    /// assert_eq!(served, Err(RpcError::Refused("full".into())));
+    /// assert_eq!(dialed.unwrap_err(), RpcError::Refused("full".into()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn attach_checked<R, W, F>(
+        &self,
+        rd: R,
+        mut wr: W,
+        side: Side,
+        mut admit: F,
+    ) -> Result<(), RpcError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+        F: FnMut() -> Result<(), RpcError> + Send,
     {
         let config = &self.shared.config;
         let mut reader = FrameReader::new(rd, HANDSHAKE_MAX_FRAME);
@@ -401,7 +449,8 @@ impl Peer {
                 refuse: None,
             },
         };
-        let negotiated = handshake(&mut reader, &mut wr, config, role).await?;
+        let negotiated =
+            handshake_admitting(&mut reader, &mut wr, config, role, &mut admit).await?;
         let owner = self.shared.life.owner(self.downgrade());
         let conn = Conn::new(negotiated, config, owner);
         // Closed while shaking hands (a server shutting down, say): the new
