@@ -355,9 +355,11 @@ impl Connect {
         let limit = self.config.handshake_time_limit();
         let (rd, wr) = dial_within(&addr, limit).await?;
         let peer = Peer::detached(self.registry, self.config);
+        // Before the connection starts: one that ends at once must leave
+        // the peer reconnecting, not closed.
+        peer.set_reconnecting(self.reconnect.is_some());
         peer.attach(rd, wr, Side::Connect).await?;
         if let Some(backoff) = self.reconnect {
-            peer.set_reconnecting(true);
             tokio::spawn(supervise(peer.downgrade(), addr, backoff, limit));
         }
         Ok(peer)

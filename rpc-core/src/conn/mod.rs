@@ -44,7 +44,7 @@ mod slots;
 mod writer;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -106,6 +106,8 @@ pub(crate) struct Conn {
     admission: Admission,
     running: Mutex<Running>,
     state: watch::Sender<State>,
+    /// Set by the first `close`.
+    closing: AtomicBool,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     owner: Arc<dyn Owner>,
     epoch: Instant,
@@ -150,6 +152,7 @@ impl Conn {
             }
             None => Pending::default(),
         };
+        let closing = AtomicBool::new(dead.is_some());
         let state = State {
             flushed: dead.is_some(),
             reason: dead,
@@ -166,6 +169,7 @@ impl Conn {
             admission: Admission::new(config.max_in_flight),
             running: Mutex::new(Running::default()),
             state: watch::Sender::new(state),
+            closing,
             tasks: Mutex::new(Vec::new()),
             owner,
             epoch: Instant::now(),
@@ -246,16 +250,14 @@ impl Conn {
     /// flush what is queued (plus a goodbye when `goodbye`) and shut down,
     /// and tells the owner.
     pub(crate) fn close(&self, reason: DisconnectReason, goodbye: bool) {
-        let first = self.state.send_if_modified(|s| {
-            let first = s.reason.is_none();
-            if first {
-                s.reason = Some(reason.clone());
-            }
-            first
-        });
-        if !first {
-            return;
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return; // the first reason wins
         }
+        // The owner hears first, so that by the time a call finds this
+        // connection closed, the status already says why (a reconnecting
+        // peer's calls then fail with `NotConnected`).
+        self.owner.ended(&reason);
+        self.state.send_modify(|s| s.reason = Some(reason.clone()));
         match &reason {
             DisconnectReason::Closed
             | DisconnectReason::ClosedByPeer
@@ -277,7 +279,6 @@ impl Conn {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
-        self.owner.ended(&reason);
     }
 
     /// A whole frame arrived.
