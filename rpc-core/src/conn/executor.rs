@@ -54,19 +54,43 @@ pub(super) async fn dispatch_loop(
     mut jobs: mpsc::UnboundedReceiver<Vec<Incoming>>,
 ) {
     let pipeline = pipelines();
+    // The ids of the calls of a batch that ended inline, taken out of the
+    // running table together (kept between batches for its memory).
+    let mut ended = Vec::new();
     while let Some(batch) = jobs.recv().await {
         let split = pipeline && batch.len() > PIPELINE_MIN_BATCH;
         for (i, call) in batch.into_iter().enumerate() {
             if split && i > 0 && i % PIPELINE_STEP == 0 && conn.out.len() < PIPELINE_MAX_BYTES {
+                finish(&conn, &mut ended);
                 tokio::task::yield_now().await;
             }
-            run(&conn, call);
+            let id = call.id;
+            if run(&conn, call) == Ran::Inline {
+                ended.extend(id);
+            }
         }
+        finish(&conn, &mut ended);
     }
 }
 
+/// Takes the calls that ended out of the running table.
+fn finish(conn: &Conn, ended: &mut Vec<u64>) {
+    if !ended.is_empty() {
+        lock(&conn.running).finish_all(ended);
+    }
+}
+
+/// Where a call ran.
+#[derive(Debug, PartialEq, Eq)]
+enum Ran {
+    /// To its end, here (answered, or panicked and answered for).
+    Inline,
+    /// In a task of its own, which takes it out of the running table.
+    Spawned,
+}
+
 /// Runs one call: inline to completion if it can, else in a task.
-fn run(conn: &Arc<Conn>, incoming: Incoming) {
+fn run(conn: &Arc<Conn>, incoming: Incoming) -> Ran {
     let service = incoming.target.service.clone();
     let index = incoming.target.index;
     let id = incoming.id;
@@ -101,9 +125,15 @@ fn run(conn: &Arc<Conn>, incoming: Incoming) {
         None => std::panic::catch_unwind(dispatch),
     };
     match res {
-        Ok(Handled::Done(_)) => {}
-        Ok(Handled::Pending(fut)) => spawn(conn, id, deadline, fut, span),
-        Err(panic) => panicked(conn, id, &*panic),
+        Ok(Handled::Done(_)) => Ran::Inline,
+        Ok(Handled::Pending(fut)) => {
+            spawn(conn, id, deadline, fut, span);
+            Ran::Spawned
+        }
+        Err(panic) => {
+            panicked(conn, id, &*panic);
+            Ran::Inline
+        }
     }
 }
 
@@ -119,6 +149,7 @@ fn spawn(
     let (abort, registration) = AbortHandle::new_pair();
     if let Some(id) = id {
         if !lock(&conn.running).start(id, abort) {
+            lock(&conn.running).finish(id);
             return; // cancelled, or the connection ended, meanwhile
         }
     }
@@ -149,8 +180,10 @@ fn spawn(
             panicked(&conn, id, &*panic);
         }
         // Otherwise: answered, stopped at the deadline (above), or aborted
-        // by the caller's cancel (who waits no more). Either way the
-        // handler's `Incoming` has given the call back.
+        // by the caller's cancel (who waits no more).
+        if let Some(id) = id {
+            lock(&conn.running).finish(id);
+        }
     };
     match span {
         Some(span) => tokio::spawn(task.instrument(span)),

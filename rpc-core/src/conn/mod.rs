@@ -352,9 +352,11 @@ impl Conn {
         deadline: Option<tokio::time::Instant>,
         span: Option<&tracing::Span>,
     ) -> Result<Bytes, RpcError> {
-        let slot = within(deadline, self.slots.acquire())
-            .await?
-            .ok_or_else(|| self.closed_error())?;
+        let acquired = match deadline {
+            Some(d) => within(d, self.slots.acquire()).await?,
+            None => self.slots.acquire().await,
+        };
+        let slot = acquired.ok_or_else(|| self.closed_error())?;
         let (id, rx) = self.pending.insert()?;
         if let Some(span) = span {
             span.record("rpc.request_id", id);
@@ -380,7 +382,10 @@ impl Conn {
             .map_err(|e| self.push_failed(e))?;
         guard.sent();
         // On a timeout the guard, dropped here, sends the cancel.
-        let reply = within(deadline, rx).await?;
+        let reply = match deadline {
+            Some(d) => within(d, rx).await?,
+            None => rx.await,
+        };
         guard.done();
         drop(slot);
         match reply.unwrap_or_else(|_| Err(self.closed_error())) {
@@ -422,16 +427,12 @@ impl Conn {
 }
 
 /// The one timeout path of a call: `fut`, unless `deadline` passes first.
-async fn within<F: Future>(
-    deadline: Option<tokio::time::Instant>,
-    fut: F,
-) -> Result<F::Output, RpcError> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, fut)
-            .await
-            .map_err(|_| RpcError::Timeout),
-        None => Ok(fut.await),
-    }
+/// (A call without a deadline awaits its futures directly: its future then
+/// carries no timer.)
+async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Result<F::Output, RpcError> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| RpcError::Timeout)
 }
 
 impl Respond for Conn {
@@ -453,7 +454,6 @@ impl Respond for Conn {
                 let _ = self.push_failed(e);
             }
         }
-        lock(&self.running).finish(id);
     }
 
     fn fail(&self, id: Option<u64>, error: &RemoteError) {
@@ -461,17 +461,14 @@ impl Respond for Conn {
             return self.admission.release(Kind::Notification);
         };
         self.answer_error(id, error, || self.admission.release(Kind::Call));
-        lock(&self.running).finish(id);
     }
 
     fn release(&self, id: Option<u64>) {
-        match id {
-            Some(id) => {
-                self.admission.release(Kind::Call);
-                lock(&self.running).finish(id);
-            }
-            None => self.admission.release(Kind::Notification),
-        }
+        let kind = match id {
+            Some(_) => Kind::Call,
+            None => Kind::Notification,
+        };
+        self.admission.release(kind);
     }
 
     fn origin(&self) -> (Peer, u64, Option<Arc<str>>) {

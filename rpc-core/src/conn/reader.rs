@@ -28,6 +28,9 @@ use crate::wire::{decode_header, decode_remote_error, Header};
 struct ReadBatch {
     /// Admitted calls and notifications, for the dispatcher.
     calls: Vec<Incoming>,
+    /// The ids of the admitted calls, entered in the running table once
+    /// per read.
+    ids: Vec<u64>,
     /// Replies (and pongs) to this side's calls, by id.
     replies: Vec<(u64, Outcome)>,
     /// Scratch space for waking their callers.
@@ -61,6 +64,15 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(None) => break,
                 Err(e) => break 'outer read_failed(e),
+            }
+        }
+        if !batch.ids.is_empty() {
+            // Never two handlers for one id: the read's calls enter the
+            // running table together, before any of them runs.
+            let opened = lock(&conn.running).open_all(&batch.ids);
+            batch.ids.clear();
+            if let Err(id) = opened {
+                break DisconnectReason::Protocol(format!("call id {id} is already in flight"));
             }
         }
         if frames > 0 {
@@ -128,12 +140,8 @@ fn route(
             target,
             timeout_ms,
         } => {
-            if !lock(&conn.running).open(id) {
-                return Err(DisconnectReason::Protocol(format!(
-                    "call id {id} is already in flight"
-                )));
-            }
             if let Some(target) = admit(conn, Some(id), target, registry, cache) {
+                batch.ids.push(id);
                 frame.advance(header_len);
                 batch.calls.push(Incoming {
                     respond: respond.clone(),
@@ -209,7 +217,6 @@ fn admit(
                 Some(id) => {
                     debug!(id, %e, "call refused");
                     conn.send_error(id, &e);
-                    lock(&conn.running).finish(id);
                 }
                 // Nobody to tell: say it where the operator sees it, once
                 // per connection.

@@ -62,6 +62,11 @@ pub enum Status {
 /// The current connection and the status of one peer.
 pub(crate) struct Lifecycle {
     status: watch::Sender<Status>,
+    /// The status is `Connecting` or `Reconnecting`: calls fail at once with
+    /// `NotConnected`. A mirror of `status` for the call path, which reads
+    /// it on every call; written after every change of `status`, and before
+    /// the connection that ended is marked closed (see `conn::Conn::close`).
+    between: AtomicBool,
     reconnect: AtomicBool,
     conn: ArcSwap<Conn>,
     transition: Mutex<()>,
@@ -94,6 +99,7 @@ impl Lifecycle {
     pub(crate) fn new(status: Status) -> Arc<Lifecycle> {
         Arc::new_cyclic(|me: &Weak<Lifecycle>| Lifecycle {
             status: watch::Sender::new(status),
+            between: AtomicBool::new(is_between(status)),
             reconnect: AtomicBool::new(false),
             conn: ArcSwap::new(Conn::dead(
                 Arc::new(Link {
@@ -116,6 +122,7 @@ impl Lifecycle {
         };
         Arc::new(Lifecycle {
             status: watch::Sender::new(status),
+            between: AtomicBool::new(is_between(status)),
             reconnect: AtomicBool::new(false),
             conn: ArcSwap::new(conn),
             transition: Mutex::new(()),
@@ -142,6 +149,18 @@ impl Lifecycle {
         *self.status.borrow()
     }
 
+    /// Whether calls fail at once with `NotConnected` (see `between`).
+    pub(crate) fn between(&self) -> bool {
+        self.between.load(Ordering::Acquire)
+    }
+
+    /// Moves the status to `new`; the mirror first, so that whoever sees
+    /// the new status also sees calls fail accordingly.
+    fn set(&self, new: Status) {
+        self.between.store(is_between(new), Ordering::Release);
+        self.status.send_replace(new);
+    }
+
     pub(crate) fn watch(&self) -> watch::Receiver<Status> {
         self.status.subscribe()
     }
@@ -158,7 +177,7 @@ impl Lifecycle {
             return Err(self.conn.load().closed_error());
         }
         self.conn.store(conn);
-        self.status.send_replace(Status::Connected);
+        self.set(Status::Connected);
         Ok(())
     }
 
@@ -172,6 +191,7 @@ impl Lifecycle {
         self.status.send_if_modified(|s| {
             // Only the end of a connection that is current moves the status.
             if *s == Status::Connected {
+                self.between.store(is_between(next), Ordering::Release);
                 *s = next;
                 true
             } else {
@@ -194,7 +214,7 @@ impl Lifecycle {
         } else {
             conn.close(reason, true);
         }
-        self.status.send_replace(Status::Closed);
+        self.set(Status::Closed);
         conn
     }
 
@@ -203,4 +223,8 @@ impl Lifecycle {
         self.reconnect.store(false, Ordering::SeqCst);
         self.conn.load().close(DisconnectReason::Closed, true);
     }
+}
+
+fn is_between(status: Status) -> bool {
+    matches!(status, Status::Connecting | Status::Reconnecting)
 }

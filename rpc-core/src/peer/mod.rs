@@ -1231,6 +1231,11 @@ impl Peer {
     }
 
     fn current(&self) -> Result<Arc<Conn>, RpcError> {
+        // The status first: a connection that has begun to close already
+        // shows in it (the owner hears before the connection is marked).
+        if self.shared.life.between() {
+            return Err(RpcError::NotConnected);
+        }
         let conn = self.shared.life.conn_full();
         if conn.is_closed() {
             return Err(match self.shared.life.status() {
