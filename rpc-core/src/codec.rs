@@ -4,6 +4,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::budget::{BufferBudget, Share};
 use crate::wire::LEN_PREFIX;
 
 /// Why no frame could be read.
@@ -23,6 +24,11 @@ pub enum ReadError {
     },
     /// The stream failed.
     Io(std::io::Error),
+    /// A partial frame needed more buffer than the shared budget had left.
+    OverBudget {
+        /// The budget's limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -39,6 +45,10 @@ impl std::fmt::Display for ReadError {
                 )
             }
             ReadError::Io(e) => write!(f, "reading failed: {e}"),
+            ReadError::OverBudget { limit } => write!(
+                f,
+                "a partial frame needed more than the shared budget of {limit} bytes had left"
+            ),
         }
     }
 }
@@ -68,6 +78,8 @@ pub struct FrameReader<R> {
     chunk: usize,
     /// Reads in a row that used under a quarter of the chunk.
     small_reads: u8,
+    /// What the buffer takes from a shared budget beyond its allowance.
+    share: Share,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -81,7 +93,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max_frame,
             chunk: MIN_READ_CHUNK,
             small_reads: 0,
+            share: Share::default(),
         }
+    }
+
+    /// Makes the buffer take from `budget` whatever it holds for a partial
+    /// frame beyond [`BufferBudget::FREE_PER_CONNECTION`].
+    pub fn set_budget(&mut self, budget: Option<BufferBudget>) {
+        self.share = Share::new(budget);
     }
 
     /// Whether part of a frame is buffered, waiting for the rest.
@@ -117,17 +136,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let total = LEN_PREFIX + len as usize;
         if self.buf.len() < total {
-            // Room for more of this frame, grown with what has arrived
-            // (at most doubling it) rather than reserved as announced: a
-            // peer that announces a large frame and sends little of it
-            // holds little memory.
+            // Room for more of this frame, grown with what has arrived (at
+            // most doubling it, or by one read chunk, which grows only while
+            // reads fill it) rather than reserved as announced: a peer that
+            // announces a large frame and sends little of it holds little
+            // memory.
             let have = self.buf.len();
-            self.buf
-                .reserve((total - have).min(have.max(MAX_READ_CHUNK)));
+            self.buf.reserve((total - have).min(have.max(self.chunk)));
+            if !self.share.hold(self.buf.capacity()) {
+                return Err(ReadError::OverBudget {
+                    limit: self.share.limit(),
+                });
+            }
             return Ok(None);
         }
         let mut frame = self.buf.split_to(total);
         frame.advance(LEN_PREFIX);
+        // The frame now belongs to whoever handles it; the buffer holds
+        // only what is left.
+        self.share.hold(self.buf.capacity());
         Ok(Some(frame.freeze()))
     }
 

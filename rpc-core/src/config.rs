@@ -2,6 +2,8 @@
 //! side of a connection.
 
 use std::sync::Arc;
+
+use crate::budget::BufferBudget;
 use std::time::Duration;
 
 /// Settings of one side of a connection.
@@ -32,6 +34,7 @@ pub struct PeerConfig {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) frame_timeout: Option<Duration>,
+    pub(crate) budget: Option<BufferBudget>,
     pub(crate) secret: Option<Arc<[u8]>>,
     pub(crate) name: Option<String>,
 }
@@ -47,6 +50,7 @@ impl Default for PeerConfig {
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             frame_timeout: Some(Duration::from_secs(30)),
+            budget: None,
             secret: None,
             name: None,
         }
@@ -64,6 +68,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("frame_timeout", &self.frame_timeout)
+            .field("budget", &self.budget.as_ref().map(BufferBudget::limit))
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("name", &self.name)
             .finish()
@@ -176,6 +181,43 @@ impl PeerConfig {
     pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.frame_timeout = timeout;
         self
+    }
+
+    /// Shares `budget` with every connection made with this configuration
+    /// (default: none): what each holds in a partial frame, and in its send
+    /// queue, beyond [`BufferBudget::FREE_PER_CONNECTION`] is taken from
+    /// it. A connection that needs more than is left is closed with
+    /// [`DisconnectReason::BufferBudget`](crate::DisconnectReason::BufferBudget).
+    ///
+    /// A server sets one for all its connections
+    /// (`ServerBuilder::max_buffered_bytes`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{BufferBudget, PeerConfig};
+    ///
+    /// let config = PeerConfig::default().buffer_budget(BufferBudget::new(256 << 20));
+    /// assert!(format!("{config:?}").contains("budget: Some(268435456)"));
+    /// ```
+    pub fn buffer_budget(mut self, budget: BufferBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The shared buffer budget, if one was set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{BufferBudget, PeerConfig};
+    ///
+    /// assert!(PeerConfig::default().shared_budget().is_none());
+    /// let config = PeerConfig::default().buffer_budget(BufferBudget::new(1 << 20));
+    /// assert_eq!(config.shared_budget().map(BufferBudget::limit), Some(1 << 20));
+    /// ```
+    pub fn shared_budget(&self) -> Option<&BufferBudget> {
+        self.budget.as_ref()
     }
 
     /// How many bytes may wait to be sent to the remote (default 64 MiB).

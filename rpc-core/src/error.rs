@@ -476,6 +476,13 @@ pub enum DisconnectReason {
     /// [`PeerConfig::frame_timeout`](crate::PeerConfig::frame_timeout) of
     /// its first bytes.
     FrameTimeout(Duration),
+    /// This connection needed more buffer than the shared
+    /// [`BufferBudget`](crate::BufferBudget) had left (a peer sending large
+    /// frames it does not finish, or not reading, while others do too).
+    BufferBudget {
+        /// The budget's limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl DisconnectReason {
@@ -512,6 +519,9 @@ impl fmt::Display for DisconnectReason {
             ),
             DisconnectReason::FrameTimeout(limit) => {
                 write!(f, "a frame did not arrive whole within {limit:?}")
+            }
+            DisconnectReason::BufferBudget { limit } => {
+                write!(f, "the shared budget of {limit} buffered bytes is used up")
             }
         }
     }

@@ -88,6 +88,8 @@ fn read_failed(e: ReadError) -> RpcError {
             RpcError::Protocol("the peer closed the connection during the handshake".into())
         }
         ReadError::Io(e) => RpcError::io_while("reading the handshake", e),
+        // No budget is set before the handshake ends.
+        ReadError::OverBudget { .. } => RpcError::Protocol(e.to_string()),
     }
 }
 

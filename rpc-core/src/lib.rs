@@ -55,6 +55,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as rpc_core;
 
+mod budget;
 mod codec;
 mod config;
 mod conn;
@@ -80,6 +81,7 @@ pub mod __wire {
     };
 }
 
+pub use budget::BufferBudget;
 pub use config::PeerConfig;
 pub use context::CallContext;
 pub use dispatch::{CloseFuture, Handled, HandlerFuture, Incoming, Registry, Replied, Service};

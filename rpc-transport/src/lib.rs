@@ -37,4 +37,6 @@ mod stream;
 
 pub use address::{Address, ToAddress};
 pub use connect::{connect, server_available, Backoff, Connect};
-pub use server::{Event, Events, Server, ServerBuilder, DEFAULT_MAX_HANDSHAKING};
+pub use server::{
+    Event, Events, Server, ServerBuilder, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_HANDSHAKING,
+};

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rpc_core::{DisconnectReason, Peer, PeerConfig, Registry, RpcError, Service, Side};
+use rpc_core::{
+    BufferBudget, DisconnectReason, Peer, PeerConfig, Registry, RpcError, Service, Side,
+};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
 
@@ -157,7 +159,18 @@ pub struct ServerBuilder {
     config: PeerConfig,
     max_connections: Option<usize>,
     max_handshaking: usize,
+    max_buffered: usize,
 }
+
+/// The bytes a server's connections may hold together in partial frames and
+/// send queues, by default (see [`ServerBuilder::max_buffered_bytes`]): 1 GiB.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(rpc_transport::DEFAULT_MAX_BUFFERED_BYTES, 1 << 30);
+/// ```
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 1 << 30;
 
 /// How many connections may be in their handshake at once, by default (see
 /// [`ServerBuilder::max_handshaking`]).
@@ -176,6 +189,7 @@ impl Default for ServerBuilder {
             config: PeerConfig::default(),
             max_connections: None,
             max_handshaking: DEFAULT_MAX_HANDSHAKING,
+            max_buffered: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -377,6 +391,35 @@ impl ServerBuilder {
         self
     }
 
+    /// Caps the bytes all connections together may hold in partial frames
+    /// and send queues (default [`DEFAULT_MAX_BUFFERED_BYTES`], 1 GiB).
+    ///
+    /// Each connection buffers up to
+    /// [`BufferBudget::FREE_PER_CONNECTION`](rpc_core::BufferBudget::FREE_PER_CONNECTION)
+    /// for reading and as much for sending on its own; beyond that it takes
+    /// from this budget, and a connection that needs more than is left is
+    /// closed with
+    /// [`DisconnectReason::BufferBudget`](rpc_core::DisconnectReason::BufferBudget),
+    /// never the process. A budget set in the server's
+    /// [`PeerConfig`](rpc_core::PeerConfig::buffer_budget) takes precedence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().max_buffered_bytes(256 << 20).bind("tcp://127.0.0.1:0").await?;
+    /// assert!(connect(server.local_addr()).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered = bytes;
+        self
+    }
+
     /// Binds `addr` and starts accepting.
     ///
     /// # Errors
@@ -409,10 +452,16 @@ impl ServerBuilder {
         let (listener, local) = Listener::bind(&addr).await?;
         let listener = Arc::new(SharedListener::new(listener));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let config = if self.config.shared_budget().is_some() {
+            self.config
+        } else {
+            let budget = BufferBudget::new(self.max_buffered);
+            self.config.buffer_budget(budget)
+        };
         let inner = Arc::new(Inner {
             addr: local,
             registry: self.registry,
-            config: self.config,
+            config,
             max_connections: self.max_connections,
             max_handshaking: self.max_handshaking,
             peers: Mutex::new(HashMap::new()),

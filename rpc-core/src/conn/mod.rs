@@ -142,7 +142,11 @@ impl Conn {
         owner: Arc<dyn Owner>,
         dead: Option<DisconnectReason>,
     ) -> Arc<Conn> {
-        let out = Outbox::new(n.remote_max_frame as usize, config.max_send_queue);
+        let out = Outbox::new(
+            n.remote_max_frame as usize,
+            config.max_send_queue,
+            config.budget.clone(),
+        );
         let slots = Slots::new(n.remote_max_in_flight);
         let pending = match &dead {
             Some(reason) => {
@@ -316,6 +320,10 @@ impl Conn {
             PushError::Closed => self.closed_error(),
             PushError::Stalled(queued) => {
                 self.close(DisconnectReason::Stalled { queued }, false);
+                self.closed_error()
+            }
+            PushError::OverBudget(limit) => {
+                self.close(DisconnectReason::BufferBudget { limit }, false);
                 self.closed_error()
             }
             PushError::Frame(e) => e,

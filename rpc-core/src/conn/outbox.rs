@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use super::lock;
+use crate::budget::{BufferBudget, Share};
 use crate::error::RpcError;
 use crate::wire::{encode_bare, encode_frame_within, Header, Payload};
 
@@ -35,6 +36,9 @@ pub(crate) enum PushError {
     Stalled(u64),
     /// The frame could not be encoded or is over the remote's frame limit.
     Frame(RpcError),
+    /// The queue needed more than the shared budget had left; it is emptied
+    /// and closed.
+    OverBudget(u64),
 }
 
 /// What the writer found in the queue.
@@ -61,15 +65,21 @@ pub(crate) struct Outbox {
 
 struct State {
     buf: Vec<u8>,
+    /// Bytes the writer took and is writing.
+    writing: usize,
+    /// What the queue and the write take from a shared budget.
+    share: Share,
     /// No more frames are accepted; the writer flushes and shuts down.
     closing: bool,
 }
 
 impl Outbox {
-    pub(crate) fn new(max_frame: usize, budget: usize) -> Self {
+    pub(crate) fn new(max_frame: usize, budget: usize, shared: Option<BufferBudget>) -> Self {
         Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
+                writing: 0,
+                share: Share::new(shared),
                 closing: false,
             }),
             wake: Notify::new(),
@@ -143,6 +153,16 @@ impl Outbox {
     /// stopped reading but may still be sending). One frame alone never
     /// counts, however large.
     fn queued(&self, st: &mut State, was_empty: bool) -> Result<(), PushError> {
+        if st.buf.len() + st.writing > BufferBudget::FREE_PER_CONNECTION
+            && !st.share.hold(st.buf.len() + st.writing)
+        {
+            let limit = st.share.limit();
+            st.buf = Vec::new();
+            st.closing = true;
+            self.wake.notify_one();
+            self.space.notify_waiters();
+            return Err(PushError::OverBudget(limit));
+        }
         if was_empty {
             self.wake.notify_one();
         } else if st.buf.len() > self.budget {
@@ -178,6 +198,8 @@ impl Outbox {
             let mut st = lock(&self.state);
             if discard {
                 st.buf = Vec::new();
+                let writing = st.writing;
+                st.share.hold(writing);
             }
             if let (Some(bye), false) = (bye, st.closing) {
                 encode_bare(&mut st.buf, &bye);
@@ -196,9 +218,18 @@ impl Outbox {
             return if st.closing { Take::Done } else { Take::Empty };
         }
         std::mem::swap(&mut st.buf, spare);
+        st.writing = spare.len();
         drop(st);
         self.space.notify_waiters();
         Take::Bytes
+    }
+
+    /// For the writer: what it took is written.
+    pub(crate) fn written(&self) {
+        let mut st = lock(&self.state);
+        st.writing = 0;
+        let queued = st.buf.len();
+        st.share.hold(queued);
     }
 
     /// For the writer: waits for bytes after [`Take::Empty`].
@@ -213,7 +244,7 @@ mod tests {
 
     #[test]
     fn frames_queue_in_order_and_the_writer_takes_them_all() {
-        let out = Outbox::new(1 << 20, 1 << 20);
+        let out = Outbox::new(1 << 20, 1 << 20, None);
         out.push_bare(&Header::Ping { id: 1 }).unwrap();
         out.push(&Header::Reply { id: 2 }, &42u32).unwrap();
         let mut spare = Vec::new();
@@ -227,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_frame_over_the_remote_limit_is_refused_and_leaves_nothing() {
-        let out = Outbox::new(1024, 1 << 20);
+        let out = Outbox::new(1024, 1 << 20, None);
         let big = vec![0u8; 2000];
         let err = out.push(&Header::Reply { id: 1 }, &big).unwrap_err();
         assert!(matches!(
@@ -239,7 +270,7 @@ mod tests {
 
     #[test]
     fn then_runs_whether_or_not_the_frame_was_queued() {
-        let out = Outbox::new(1024, 1 << 20);
+        let out = Outbox::new(1024, 1 << 20, None);
         let mut ran = 0;
         out.push_then(&Header::Reply { id: 1 }, &1u8, || ran += 1)
             .unwrap();
@@ -251,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_queue_past_its_budget_is_a_stalled_remote_and_closes() {
-        let out = Outbox::new(1 << 20, 10_000);
+        let out = Outbox::new(1 << 20, 10_000, None);
         let chunk = vec![7u8; 4000];
         out.push(&Header::Reply { id: 1 }, &chunk).unwrap();
         out.push(&Header::Reply { id: 2 }, &chunk).unwrap();
@@ -269,7 +300,7 @@ mod tests {
 
     #[test]
     fn close_appends_the_goodbye_after_what_is_queued() {
-        let out = Outbox::new(1 << 20, 1 << 20);
+        let out = Outbox::new(1 << 20, 1 << 20, None);
         out.push_bare(&Header::Ping { id: 9 }).unwrap();
         out.close(Some(Header::Shutdown), false);
         out.close(Some(Header::Goodbye), false); // a second close adds nothing

@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn a_dropped_guard_cancels_a_sent_call_only() {
         let pending = Pending::default();
-        let outbox = Outbox::new(1 << 20, 1 << 20);
+        let outbox = Outbox::new(1 << 20, 1 << 20, None);
         let (unsent, _rx1) = pending.insert().unwrap();
         drop(CallGuard::new(&pending, &outbox, unsent));
         assert_eq!(outbox.len(), 0, "nothing to cancel: it never left");

@@ -119,6 +119,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
 fn read_failed(e: ReadError) -> DisconnectReason {
     match e {
         ReadError::Io(e) => DisconnectReason::from_io(&e),
+        ReadError::OverBudget { limit } => DisconnectReason::BufferBudget { limit },
         other => DisconnectReason::Protocol(other.to_string()),
     }
 }

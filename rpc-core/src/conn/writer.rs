@@ -106,6 +106,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut wr: W
             break;
         }
         spare.clear();
+        conn.out.written();
         if spare.capacity() > KEEP_WRITE_CAPACITY {
             spare = Vec::new();
         }

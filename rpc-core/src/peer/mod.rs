@@ -451,6 +451,7 @@ impl Peer {
         };
         let negotiated =
             handshake_admitting(&mut reader, &mut wr, config, role, &mut admit).await?;
+        reader.set_budget(config.budget.clone());
         let owner = self.shared.life.owner(self.downgrade());
         let conn = Conn::new(negotiated, config, owner);
         // Closed while shaking hands (a server shutting down, say): the new
