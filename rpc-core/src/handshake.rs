@@ -281,6 +281,33 @@ where
     result
 }
 
+/// Refuses a dialer without reading from it: our preamble, hello and a
+/// rejected verdict, written in one go. The dialer reads them in order and
+/// reports the rejection. For a server that cannot afford to wait (it is out
+/// of file descriptors, say).
+pub(crate) async fn turn_away<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    config: &PeerConfig,
+    error: &RpcError,
+) -> Result<(), RpcError> {
+    let hello = Handshake::Hello(Hello {
+        max_frame: config.max_frame,
+        max_in_flight: config.max_in_flight,
+        auth: config.secret.is_some(),
+        nonce: nonce()?,
+        name: config.name.clone(),
+    });
+    let verdict = Handshake::Verdict(Verdict::Rejected(Rejection::from_error(error)));
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    for msg in [&hello, &verdict] {
+        let body = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    write_handshake(wr, &out).await
+}
+
 /// Reads the other side's preamble and hello.
 async fn their_opening<R: AsyncRead + Unpin>(rd: &mut FrameReader<R>) -> Result<Hello, RpcError> {
     let mut theirs = [0u8; 6];

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rpc_core::{
     BufferBudget, DisconnectReason, Peer, PeerConfig, Registry, RpcError, Service, Side,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
 
@@ -781,6 +782,11 @@ impl Drop for Server {
 }
 
 async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
+    // A descriptor kept in reserve: when the process runs out, it is given
+    // up to accept the waiting dialer, refuse it at once and close it, so
+    // dialers hear why instead of waiting in the kernel's queue.
+    let mut spare = open_spare();
+    let mut warnings = RateLimited::default();
     loop {
         match listener.accept().await {
             Ok(None) => return,
@@ -789,12 +795,96 @@ async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
                 let span = tracing::debug_span!("rpc.connection", connection_id = id, %remote);
                 tokio::spawn(serve(inner.clone(), id, rd, wr, remote).instrument(span));
             }
+            Err(e) if out_of_descriptors(&e) => {
+                let shed = match spare.take() {
+                    Some(reserve) => {
+                        drop(reserve);
+                        let shed = turn_away_one(&inner, &listener).await;
+                        spare = open_spare();
+                        shed
+                    }
+                    None => None,
+                };
+                if let Some(remote) = &shed {
+                    let why = DisconnectReason::Refused(OUT_OF_DESCRIPTORS.into());
+                    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+                    let _ = inner.events.send(Event::Disconnected {
+                        id,
+                        reason: why,
+                        remote: remote.clone(),
+                    });
+                }
+                if let Some(n) = warnings.hit() {
+                    let latest = shed.as_deref().unwrap_or("(none accepted)");
+                    warn!(error = %e, refused = n, latest = %latest, "out of file descriptors: refusing new connections, serving the open ones");
+                }
+                if shed.is_none() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             Err(e) => {
-                // Out of file descriptors and similar: back off, keep serving.
-                warn!(error = %e, "accept failed");
+                if let Some(n) = warnings.hit() {
+                    warn!(error = %e, failures = n, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// What a dialer refused for want of descriptors is told.
+const OUT_OF_DESCRIPTORS: &str = "the server is out of file descriptors";
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    // EMFILE (this process) and ENFILE (the whole system).
+    matches!(e.raw_os_error(), Some(24) | Some(23))
+}
+
+/// The reserve descriptor.
+fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Accepts the waiting dialer with the descriptor just freed, refuses it
+/// and closes it; where it came from, if one was accepted.
+async fn turn_away_one(inner: &Inner, listener: &SharedListener) -> Option<String> {
+    let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+    let Ok(Ok(Some((mut rd, mut wr, remote)))) = accepted else {
+        return None;
+    };
+    let refusal = RpcError::Refused(OUT_OF_DESCRIPTORS.into());
+    let told = async {
+        let _ = Peer::turn_away(&mut wr, &inner.config, &refusal).await;
+        let _ = wr.shutdown().await;
+        // Read what the dialer sent until it hangs up: a socket closed with
+        // unread bytes is reset, and a reset can overtake the refusal.
+        let mut sink = [0u8; 1024];
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(300), told).await;
+    Some(remote)
+}
+
+/// Counts events and says when to log them: at most once a second.
+#[derive(Default)]
+struct RateLimited {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RateLimited {
+    /// One more event; the count since the last log line when it is time
+    /// for another.
+    fn hit(&mut self) -> Option<u64> {
+        self.since += 1;
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.since))
     }
 }
 

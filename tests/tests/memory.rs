@@ -19,8 +19,37 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(budget: usize, frame_timeout_ms: u64) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_budget_server"))
-            .args([budget.to_string(), frame_timeout_ms.to_string()])
+        Self::start_with(budget, frame_timeout_ms, None)
+    }
+
+    /// With at most `max_files` open descriptors, when given; the server's
+    /// log then goes to `log`.
+    fn start_with(
+        budget: usize,
+        frame_timeout_ms: u64,
+        limits: Option<(u32, &std::path::Path)>,
+    ) -> ServerProcess {
+        let exe = env!("CARGO_BIN_EXE_budget_server");
+        let args = [budget.to_string(), frame_timeout_ms.to_string()];
+        let mut command = match limits {
+            Some((max_files, _)) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {max_files} && exec \"$0\" \"$@\""))
+                    .arg(exe)
+                    .args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(exe);
+                c.args(args);
+                c
+            }
+        };
+        if let Some((_, log)) = limits {
+            command.stderr(std::fs::File::create(log).unwrap());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -167,6 +196,52 @@ async fn large_unfinished_frames_stay_within_the_servers_budget() {
         // Each hog needs about 6 MiB of budget: no more than eight fit.
         assert!(over.len() >= 24 - 8, "only {} cut: {over:?}", over.len());
         assert_eq!(calc.add(1, 1).await.unwrap(), 2);
+    })
+    .await;
+}
+
+/// A server out of file descriptors keeps serving its connections and
+/// refuses new dialers at once, saying why, with a warning in its log.
+#[tokio::test]
+async fn a_server_out_of_descriptors_refuses_new_dialers_and_serves_the_rest() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let server = ServerProcess::start_with(64 << 20, 30_000, Some((48, &log)));
+        let good = rpc_transport::connect(&server.addr).await.unwrap();
+        let calc = CalcClient::new(&good);
+        let mut peers = Vec::new();
+        let refusal = loop {
+            match rpc_transport::connect(&server.addr).await {
+                Ok(p) => peers.push(p),
+                Err(e) => break e,
+            }
+            assert!(peers.len() < 200, "the descriptor limit never bit");
+        };
+        assert_eq!(
+            refusal,
+            rpc_core::RpcError::Refused("the server is out of file descriptors".into())
+        );
+        // Again, promptly: nobody waits in the kernel's queue.
+        let t = std::time::Instant::now();
+        let again = rpc_transport::connect(&server.addr).await.unwrap_err();
+        assert_eq!(again, refusal);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // Everyone already in is served.
+        assert_eq!(calc.add(2, 3).await.unwrap(), 5);
+        for p in &peers {
+            assert_eq!(CalcClient::new(p).add(1, 1).await.unwrap(), 2);
+        }
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("out of file descriptors"), "{logged}");
+        assert!(
+            logged.contains("127.0.0.1:"),
+            "the dialer's address: {logged}"
+        );
+        eprintln!(
+            "{} connections open when the descriptors ran out",
+            peers.len() + 1
+        );
     })
     .await;
 }

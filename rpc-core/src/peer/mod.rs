@@ -507,6 +507,46 @@ impl Peer {
         }
     }
 
+    /// Refuses a dialer at once, without reading from it: writes this
+    /// side's opening and a rejected verdict carrying `error`, which the
+    /// dialer's connect call returns.
+    ///
+    /// For a server that cannot afford the wait of [`refuse`](Peer::refuse)
+    /// (one out of file descriptors, say). Close the stream soon after: the
+    /// dialer reads the refusal before it sees the stream end.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::Io`] (or `ConnectionClosed`) when the bytes cannot be
+    /// written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (_rd, mut wr) = tokio::io::split(a);
+    /// let full = RpcError::Refused("out of file descriptors".into());
+    /// Peer::turn_away(&mut wr, &PeerConfig::default(), &full).await?;
+    /// let dialed = Peer::connect(b, Registry::new(), PeerConfig::default()).await;
+    /// assert_eq!(dialed.unwrap_err(), full);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn turn_away<W>(
+        wr: &mut W,
+        config: &PeerConfig,
+        error: &RpcError,
+    ) -> Result<(), RpcError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        crate::handshake::turn_away(wr, config, error).await
+    }
+
     /// Turns reconnect mode on or off.
     ///
     /// In reconnect mode, when the connection is lost the status goes to

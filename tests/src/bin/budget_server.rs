@@ -4,7 +4,8 @@
 //! stdout, then one `disconnected <reason>` line per connection that ends,
 //! and exits when its stdin closes.
 //!
-//! `budget_server <max-buffered-bytes> <frame-timeout-ms>`
+//! `budget_server <max-buffered-bytes> <frame-timeout-ms>`; the library's
+//! warnings go to stderr.
 
 use std::io::Read;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use rpc_tests::fixtures::Calc;
 use rpc_transport::{Event, Server};
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let budget: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64 << 20);
     let frame_ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
