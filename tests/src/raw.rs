@@ -64,6 +64,17 @@ pub async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
     }
 }
 
+/// Opens a raw socket to the server and shakes hands by hand.
+///
+/// # Panics
+///
+/// When the connection or the handshake fails (this is test code).
+pub async fn connected(addr: &rpc_transport::Address) -> Box<dyn RawStream> {
+    let mut s = raw(addr).await;
+    handshake_by_hand(&mut s).await;
+    s
+}
+
 /// Writes one frame after the handshake: a length prefix, then `header`
 /// and `payload` postcard-encoded.
 pub async fn send_frame<P: serde::Serialize>(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rpc_core::{DisconnectReason, RemoteError, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress, ProgressClient};
-use rpc_tests::raw::{handshake_by_hand, raw, read_until_closed};
+use rpc_tests::raw::{connected, raw, read_until_closed};
 use rpc_tests::{accepted, addresses, init_tracing, next_disconnect, serve, within};
 use rpc_transport::Server;
 use tokio::io::AsyncWriteExt;
@@ -275,14 +275,12 @@ async fn hostile_bytes_close_only_their_own_connection() {
             read_until_closed(&mut s).await;
 
             // 3. A 4 GiB length prefix after a valid handshake.
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             s.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
             read_until_closed(&mut s).await;
 
             // 4. A well-formed length with a garbage header after a valid handshake.
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             s.write_all(&[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff])
                 .await
                 .unwrap();

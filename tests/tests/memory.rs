@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rpc_tests::fixtures::CalcClient;
-use rpc_tests::raw::{handshake_by_hand, raw, RawStream};
+use rpc_tests::raw::{connected, RawStream};
 use rpc_tests::within;
 use tokio::io::AsyncWriteExt;
 
@@ -116,8 +116,7 @@ async fn a_thousand_dripping_frames_hold_kilobytes_and_are_cut_at_their_deadline
         let before = server.rss_kib();
         let mut drippers = Vec::new();
         for _ in 0..1000 {
-            let mut s = raw(&server.addr).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(&server.addr).await;
             s.write_all(&(16u32 << 20).to_le_bytes()).await.unwrap();
             s.write_all(&[0; 10]).await.unwrap();
             drippers.push(s);
@@ -172,8 +171,7 @@ async fn large_unfinished_frames_stay_within_the_servers_budget() {
         let calc = CalcClient::new(&good);
         let mut hogs = Vec::new();
         for _ in 0..24 {
-            let mut s = raw(&server.addr).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(&server.addr).await;
             start_big_frame(&mut s, 6 << 20).await;
             hogs.push(s);
             assert_eq!(calc.add(2, 3).await.unwrap(), 5);

@@ -245,7 +245,7 @@ impl Mirror {
 #[tokio::test]
 async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
     use rpc_core::__wire::Header;
-    use rpc_tests::raw::{handshake_by_hand, raw, send_frame};
+    use rpc_tests::raw::{connected, send_frame};
 
     for (addr, _dir) in addresses() {
         within(30, async {
@@ -256,8 +256,7 @@ async fn a_client_that_sends_but_never_reads_is_dropped_not_buffered_forever() {
                 .await
                 .unwrap();
             let mut events = server.events();
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             // 64 KiB calls, replies never read: far more than the kernel's
             // socket buffers and the 1 MiB send-queue limit hold.
             let chunk = vec![7u8; 64 * 1024];
@@ -394,15 +393,14 @@ async fn connecting_to_a_listener_that_never_accepts_times_out() {
 #[tokio::test]
 async fn an_error_frame_cannot_make_a_live_connection_look_closed() {
     use rpc_core::__wire::{decode_header, Header, LEN_PREFIX};
-    use rpc_tests::raw::{handshake_by_hand, raw, read_frame};
+    use rpc_tests::raw::{connected, read_frame};
     use tokio::io::AsyncWriteExt;
 
     for (addr, _dir) in addresses() {
         within(20, async {
             let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             let peer = accepted(&mut events).await;
             let mut payloads: Vec<Vec<u8>> = vec![vec![], vec![0xff; 3]];
             for kind in 0..=24u8 {
@@ -462,14 +460,13 @@ async fn an_error_frame_cannot_make_a_live_connection_look_closed() {
 #[tokio::test]
 async fn a_duplicate_call_id_in_flight_ends_the_connection() {
     use rpc_core::__wire::{decode_header, Header};
-    use rpc_tests::raw::{handshake_by_hand, raw, read_frame, send_frame};
+    use rpc_tests::raw::{connected, read_frame, send_frame};
 
     for (addr, _dir) in addresses() {
         within(20, async {
             let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             let _peer = accepted(&mut events).await;
             let add = |id| Header::Call {
                 id,
@@ -507,7 +504,7 @@ async fn a_duplicate_call_id_in_flight_ends_the_connection() {
 /// meanwhile.
 #[tokio::test]
 async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
-    use rpc_tests::raw::{handshake_by_hand, raw};
+    use rpc_tests::raw::connected;
     use tokio::io::AsyncWriteExt;
 
     for (addr, _dir) in addresses() {
@@ -520,8 +517,7 @@ async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
                 .await
                 .unwrap();
             let mut events = server.events();
-            let mut s = raw(server.local_addr()).await;
-            handshake_by_hand(&mut s).await;
+            let mut s = connected(server.local_addr()).await;
             let _peer = accepted(&mut events).await;
             let started = Instant::now();
             // A frame of 100,000 bytes, sent one byte every 20 ms.
