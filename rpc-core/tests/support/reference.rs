@@ -1,13 +1,14 @@
 //! Reference models of what must happen to the bytes a remote sends: the
-//! frames a correct reader yields, and how a handshake without a shared
-//! secret must end. Shared by the property tests (`fuzz_props.rs`) and the
+//! frames a correct reader yields, how a handshake without a shared secret
+//! must end, and what frames after a good handshake do to the connection. Shared by the property tests (`fuzz_props.rs`) and the
 //! cargo-fuzz targets in `fuzz/`, which include this file by path.
 
 // Each user needs only part of it.
 #![allow(dead_code)]
 
 use rpc_core::__wire::{
-    Handshake, Rejection, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, VERSION,
+    decode_header, Handshake, Header, Rejection, Verdict, HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC,
+    VERSION,
 };
 use rpc_core::RpcError;
 
@@ -135,5 +136,58 @@ pub(crate) fn agrees(got: &Result<u64, RpcError>, want: &Expect) -> bool {
         (Err(RpcError::AuthFailed(_)), Expect::AuthFailed) => true,
         (Err(RpcError::HandshakeTimeout(_)), Expect::Timeout) => true,
         _ => false,
+    }
+}
+
+/// What garbage after a good handshake must do to the connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Fate {
+    /// Whole, well-formed frames only: the connection keeps working.
+    Open,
+    /// Ends inside a frame: open until the stream ends, then a protocol error.
+    Partial,
+    /// A frame over the limit or with a bad header: closed, protocol error.
+    Malformed,
+    /// A goodbye frame: closed by the peer.
+    Goodbye,
+    /// A shutdown frame: closed, the remote is shutting down.
+    Shutdown,
+    /// Well-formed frames, but one call id comes twice: open, or closed
+    /// with a protocol error if the first call was still running.
+    MaybeDuplicate,
+}
+
+/// What a stream of bytes after a good handshake must do to a connection
+/// whose frame limit is `limit`.
+pub(crate) fn fate_of(mut stream: &[u8], limit: u32) -> Fate {
+    let mut ids = std::collections::HashSet::new();
+    let mut repeated = false;
+    loop {
+        if stream.is_empty() {
+            return if repeated {
+                Fate::MaybeDuplicate
+            } else {
+                Fate::Open
+            };
+        }
+        if stream.len() < LEN_PREFIX {
+            return Fate::Partial;
+        }
+        let len = u32::from_le_bytes(stream[..LEN_PREFIX].try_into().unwrap());
+        if len > limit {
+            return Fate::Malformed;
+        }
+        let total = LEN_PREFIX + len as usize;
+        if stream.len() < total {
+            return Fate::Partial;
+        }
+        match decode_header(&stream[LEN_PREFIX..total]) {
+            Err(_) => return Fate::Malformed,
+            Ok((Header::Goodbye, _)) => return Fate::Goodbye,
+            Ok((Header::Shutdown, _)) => return Fate::Shutdown,
+            Ok((Header::Call { id, .. }, _)) => repeated |= !ids.insert(id),
+            Ok(_) => {}
+        }
+        stream = &stream[total..];
     }
 }
