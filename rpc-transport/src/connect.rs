@@ -43,7 +43,33 @@ pub fn connect(addr: impl ToAddress) -> Connect {
         addr: addr.to_address(),
         registry: Registry::new(),
         config: PeerConfig::default(),
+        set: Settings::default(),
         reconnect: None,
+    }
+}
+
+/// Settings made one by one on a [`Connect`], applied over its
+/// configuration when it is awaited, so the order of the calls does not
+/// matter.
+#[derive(Debug, Default)]
+struct Settings {
+    secret: Option<Vec<u8>>,
+    name: Option<String>,
+    call_timeout: Option<Duration>,
+}
+
+impl Settings {
+    fn apply(self, mut config: PeerConfig) -> PeerConfig {
+        if let Some(secret) = self.secret {
+            config = config.secret(secret);
+        }
+        if let Some(name) = self.name {
+            config = config.name(name);
+        }
+        if let Some(timeout) = self.call_timeout {
+            config = config.call_timeout(Some(timeout));
+        }
+        config
     }
 }
 
@@ -80,6 +106,7 @@ pub struct Connect {
     addr: Result<Address, RpcError>,
     registry: Registry,
     config: PeerConfig,
+    set: Settings,
     reconnect: Option<Backoff>,
 }
 
@@ -191,11 +218,11 @@ impl Connect {
         self
     }
 
-    /// Replaces the whole configuration.
+    /// Replaces the configuration.
     ///
-    /// Settings made before by [`secret`](Self::secret),
-    /// [`name`](Self::name) and [`call_timeout`](Self::call_timeout) are
-    /// replaced too, so call it first.
+    /// Settings made by [`secret`](Self::secret), [`name`](Self::name) and
+    /// [`call_timeout`](Self::call_timeout) apply over it, whichever order
+    /// the calls come in.
     ///
     /// # Examples
     ///
@@ -236,7 +263,7 @@ impl Connect {
     /// # }
     /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.config = self.config.secret(secret);
+        self.set.secret = Some(secret.as_ref().to_vec());
         self
     }
 
@@ -269,7 +296,7 @@ impl Connect {
     /// # }
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config = self.config.name(name);
+        self.set.name = Some(name.into());
         self
     }
 
@@ -301,7 +328,7 @@ impl Connect {
     /// # }
     /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.config = self.config.call_timeout(Some(timeout));
+        self.set.call_timeout = Some(timeout);
         self
     }
 
@@ -352,9 +379,10 @@ impl Connect {
 
     async fn run(self) -> Result<Peer, RpcError> {
         let addr = self.addr?;
-        let limit = self.config.handshake_time_limit();
+        let config = self.set.apply(self.config);
+        let limit = config.handshake_time_limit();
         let (rd, wr) = dial_within(&addr, limit).await?;
-        let peer = Peer::detached(self.registry, self.config);
+        let peer = Peer::detached(self.registry, config);
         // Before the connection starts: one that ends at once must leave
         // the peer reconnecting, not closed.
         peer.set_reconnecting(self.reconnect.is_some());

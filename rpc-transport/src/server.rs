@@ -161,6 +161,9 @@ pub struct ServerBuilder {
     max_connections: Option<usize>,
     max_handshaking: usize,
     max_buffered: usize,
+    /// Set by [`secret`](ServerBuilder::secret); applied over `config` at
+    /// bind, so the order of the calls does not matter.
+    secret: Option<Vec<u8>>,
 }
 
 /// The bytes a server's connections may hold together in partial frames and
@@ -191,6 +194,7 @@ impl Default for ServerBuilder {
             max_connections: None,
             max_handshaking: DEFAULT_MAX_HANDSHAKING,
             max_buffered: DEFAULT_MAX_BUFFERED_BYTES,
+            secret: None,
         }
     }
 }
@@ -288,10 +292,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Replaces the whole per-connection configuration.
+    /// Replaces the per-connection configuration.
     ///
-    /// A secret set before by [`secret`](Self::secret) is replaced too, so
-    /// call it first.
+    /// A secret set by [`secret`](Self::secret) applies over it, whichever
+    /// order the calls come in.
     ///
     /// # Examples
     ///
@@ -334,7 +338,7 @@ impl ServerBuilder {
     /// # }
     /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.config = self.config.secret(secret);
+        self.secret = Some(secret.as_ref().to_vec());
         self
     }
 
@@ -453,12 +457,13 @@ impl ServerBuilder {
         let (listener, local) = Listener::bind(&addr).await?;
         let listener = Arc::new(SharedListener::new(listener));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let config = if self.config.shared_budget().is_some() {
-            self.config
-        } else {
-            let budget = BufferBudget::new(self.max_buffered);
-            self.config.buffer_budget(budget)
+        let mut config = match self.secret {
+            Some(secret) => self.config.secret(secret),
+            None => self.config,
         };
+        if config.shared_budget().is_none() {
+            config = config.buffer_budget(BufferBudget::new(self.max_buffered));
+        }
         let inner = Arc::new(Inner {
             addr: local,
             registry: self.registry,

@@ -659,3 +659,41 @@ async fn a_dialer_with_another_version_is_told_why() {
         .await;
     }
 }
+
+/// A builder's result does not depend on the order of its calls: a secret
+/// (or a name, or a call timeout) set before `.config(..)` still applies.
+#[tokio::test]
+async fn builder_settings_survive_a_later_config() {
+    within(10, async {
+        let config = PeerConfig::default().max_frame(1 << 20);
+        let server = Server::builder()
+            .secret("s3cret")
+            .config(config.clone())
+            .expose(Calc::default())
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let anonymous = rpc_transport::connect(server.local_addr()).await;
+        assert!(
+            matches!(anonymous, Err(RpcError::AuthFailed(_))),
+            "{anonymous:?}"
+        );
+        let mut events = server.events();
+        let client = rpc_transport::connect(server.local_addr())
+            .secret("s3cret")
+            .name("worker-7")
+            .call_timeout(Duration::from_millis(50))
+            .config(config)
+            .await
+            .unwrap();
+        assert_eq!(client.config().max_frame_len(), 1 << 20);
+        assert_eq!(
+            client.config().default_call_timeout(),
+            Some(Duration::from_millis(50))
+        );
+        let peer = accepted(&mut events).await;
+        assert_eq!(peer.remote_name().as_deref(), Some("worker-7"));
+        assert_eq!(CalcClient::new(&client).add(2, 3).await.unwrap(), 5);
+    })
+    .await;
+}
