@@ -618,3 +618,51 @@ async fn byte_vectors_travel_through_stubs_and_dynamic_calls_alike() {
         .await;
     }
 }
+
+/// An argument type with a serde attribute postcard cannot honour.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sparse {
+    /// Left out of the encoding when `None`: a self-describing format
+    /// would notice, postcard cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// After the field that may be missing.
+    pub count: u32,
+}
+
+/// Takes a [`Sparse`].
+pub struct Sparser;
+
+#[expose]
+impl Sparser {
+    /// Returns the count.
+    pub fn count(&self, s: Sparse) -> u32 {
+        s.count
+    }
+}
+
+/// The error names the likely cause when a serde attribute needs a
+/// self-describing format.
+#[tokio::test]
+async fn a_serde_attribute_postcard_cannot_honour_is_named_in_the_error() {
+    within(10, async {
+        let server = serve(Sparser, "tcp://127.0.0.1:0").await;
+        let client = rpc_transport::connect(server.local_addr()).await.unwrap();
+        let stub = SparserClient::new(&client);
+        let fine = Sparse {
+            note: Some("x".into()),
+            count: 3,
+        };
+        assert_eq!(stub.count(fine).await.unwrap(), 3);
+        let sparse = Sparse {
+            note: None,
+            count: 7,
+        };
+        let err = stub.count(sparse).await.unwrap_err();
+        let RpcError::Remote(RemoteError::BadArguments(msg)) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.contains("skip_serializing_if"), "{msg}");
+    })
+    .await;
+}

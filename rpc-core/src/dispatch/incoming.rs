@@ -17,7 +17,7 @@ use super::service::Replied;
 use crate::context::CallContext;
 use crate::error::RemoteError;
 use crate::peer::Peer;
-use crate::wire::Payload;
+use crate::wire::{postcard_hint, Payload};
 
 /// One call (or notification) received from the remote peer.
 ///
@@ -170,8 +170,10 @@ impl Incoming {
                 self.target.method
             ))),
             Err(e) => Err(RemoteError::BadArguments(format!(
-                "arguments of `{}.{}` do not match its parameters: {e}",
-                self.target.object, self.target.method
+                "arguments of `{}.{}` do not match its parameters: {e}{}",
+                self.target.object,
+                self.target.method,
+                postcard_hint(&e)
             ))),
         }
     }

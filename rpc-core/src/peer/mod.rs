@@ -26,7 +26,7 @@ use crate::config::PeerConfig;
 use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, handshake_admitting, Role};
-use crate::wire::HANDSHAKE_MAX_FRAME;
+use crate::wire::{postcard_hint, HANDSHAKE_MAX_FRAME};
 
 use self::lifecycle::Lifecycle;
 use crate::conn::Conn;
@@ -737,8 +737,9 @@ impl Peer {
         let work = async {
             let payload = conn.call(target, args, deadline, span.as_ref()).await?;
             trace!(bytes = payload.len(), "reply received");
-            postcard::from_bytes::<R>(&payload)
-                .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {e}")))
+            postcard::from_bytes::<R>(&payload).map_err(|e| {
+                RpcError::BadReply(format!("reply of `{target}`: {e}{}", postcard_hint(&e)))
+            })
         };
         match span.clone() {
             Some(span) => work.instrument(span).await,

@@ -189,6 +189,32 @@ pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), String> {
     })
 }
 
+/// What most likely caused a postcard error, for the message: postcard is
+/// not self-describing, so serde attributes that need a format naming its
+/// fields fail, and only at run time.
+pub(crate) fn postcard_hint(e: &postcard::Error) -> &'static str {
+    use postcard::Error as E;
+    match e {
+        E::WontImplement | E::SerializeSeqLengthUnknown => {
+            " (postcard does not name fields: `#[serde(flatten)]`, untagged enums and \
+             other attributes that need a self-describing format cannot be used in \
+             exposed signatures)"
+        }
+        E::DeserializeBadOption
+        | E::DeserializeBadBool
+        | E::DeserializeBadEnum
+        | E::DeserializeBadChar
+        | E::DeserializeBadUtf8
+        | E::DeserializeBadVarint
+        | E::DeserializeUnexpectedEnd => {
+            " (if both sides use the same types, the likely cause is a serde attribute \
+             that needs a self-describing format, such as `skip_serializing_if`, \
+             `flatten` or an untagged enum)"
+        }
+        _ => "",
+    }
+}
+
 /// Decodes the payload of an `Error` frame.
 pub(crate) fn decode_remote_error(payload: &[u8]) -> RpcError {
     match postcard::from_bytes::<RemoteError>(payload) {
@@ -242,7 +268,7 @@ pub(crate) fn encode_frame_within<P: Payload + ?Sized>(
                 limit: limit as u64,
             }
         } else {
-            RpcError::Encode(e.to_string())
+            RpcError::Encode(format!("{e}{}", postcard_hint(&e)))
         });
     }
     let len = buf.len() - start - LEN_PREFIX;
