@@ -1,8 +1,9 @@
 //! [`connect`]: dial an address and get a [`Peer`], optionally one that
 //! reconnects by itself.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rpc_core::{
@@ -45,6 +46,7 @@ pub fn connect(addr: impl ToAddress) -> Connect {
         config: PeerConfig::default(),
         set: Settings::default(),
         reconnect: None,
+        running: None,
     }
 }
 
@@ -75,7 +77,10 @@ impl Settings {
 
 /// A connection being set up; await it to get the [`Peer`].
 ///
-/// Made by [`connect`]; its methods set options, and awaiting it dials.
+/// Made by [`connect`]; its methods set options, and awaiting it dials. It
+/// is a [`Future`] itself, so it goes straight into `join_all`,
+/// `buffer_unordered`, `tokio::spawn` or any function taking
+/// `impl Future` (options set after it was first polled have no effect).
 ///
 /// # Examples
 ///
@@ -108,6 +113,17 @@ pub struct Connect {
     config: PeerConfig,
     set: Settings,
     reconnect: Option<Backoff>,
+    /// The dialing, once polled.
+    running: Option<Running>,
+}
+
+/// The dialing and handshake of a [`Connect`] that was polled.
+struct Running(Pin<Box<dyn Future<Output = Result<Peer, RpcError>> + Send>>);
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Running")
+    }
 }
 
 impl Connect {
@@ -377,30 +393,53 @@ impl Connect {
         self
     }
 
-    async fn run(self) -> Result<Peer, RpcError> {
-        let addr = self.addr?;
-        let config = self.set.apply(self.config);
-        let limit = config.handshake_time_limit();
-        let (rd, wr) = dial_within(&addr, limit).await?;
-        let peer = Peer::detached(self.registry, config);
-        // Before the connection starts: one that ends at once must leave
-        // the peer reconnecting, not closed.
-        peer.set_reconnecting(self.reconnect.is_some());
-        peer.attach(rd, wr, Side::Connect).await?;
-        if let Some(backoff) = self.reconnect {
-            tokio::spawn(supervise(peer.downgrade(), addr, backoff, limit));
-        }
-        Ok(peer)
+    /// Starts the dialing with the options set so far.
+    fn start(&mut self) -> Running {
+        let gone = || RpcError::BadAddress("this Connect was already awaited".into());
+        let addr = std::mem::replace(&mut self.addr, Err(gone()));
+        let registry = std::mem::take(&mut self.registry);
+        let config = std::mem::take(&mut self.config);
+        let set = std::mem::take(&mut self.set);
+        let reconnect = self.reconnect.take();
+        Running(Box::pin(run(addr, registry, set.apply(config), reconnect)))
     }
 }
 
-impl IntoFuture for Connect {
+impl Future for Connect {
     type Output = Result<Peer, RpcError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let running = match &mut this.running {
+            Some(running) => running,
+            None => {
+                let running = this.start();
+                this.running.insert(running)
+            }
+        };
+        running.0.as_mut().poll(cx)
     }
+}
+
+/// Dials, shakes hands, and supervises reconnection when asked to.
+async fn run(
+    addr: Result<Address, RpcError>,
+    registry: Registry,
+    config: PeerConfig,
+    reconnect: Option<Backoff>,
+) -> Result<Peer, RpcError> {
+    let addr = addr?;
+    let limit = config.handshake_time_limit();
+    let (rd, wr) = dial_within(&addr, limit).await?;
+    let peer = Peer::detached(registry, config);
+    // Before the connection starts: one that ends at once must leave the
+    // peer reconnecting, not closed.
+    peer.set_reconnecting(reconnect.is_some());
+    peer.attach(rd, wr, Side::Connect).await?;
+    if let Some(backoff) = reconnect {
+        tokio::spawn(supervise(peer.downgrade(), addr, backoff, limit));
+    }
+    Ok(peer)
 }
 
 /// Exponential backoff with jitter, for [`Connect::reconnect`].

@@ -697,3 +697,27 @@ async fn builder_settings_survive_a_later_config() {
     })
     .await;
 }
+
+/// `connect(..)` is a future itself: it goes into `join_all`, into
+/// `tokio::spawn` and into functions that take `impl Future`.
+#[tokio::test]
+async fn connect_is_a_future() {
+    async fn first<F: std::future::Future>(f: F) -> F::Output {
+        f.await
+    }
+
+    within(10, async {
+        let server = serve(Calc::default(), "tcp://127.0.0.1:0").await;
+        let addr = server.local_addr().clone();
+        let many: Vec<_> = (0..3).map(|_| rpc_transport::connect(&addr)).collect();
+        for peer in futures::future::join_all(many).await {
+            assert_eq!(CalcClient::new(&peer.unwrap()).add(1, 2).await.unwrap(), 3);
+        }
+        let spawned = tokio::spawn(rpc_transport::connect(&addr).name("spawned"));
+        let peer = spawned.await.unwrap().unwrap();
+        assert_eq!(CalcClient::new(&peer).add(2, 2).await.unwrap(), 4);
+        let peer = first(rpc_transport::connect(&addr)).await.unwrap();
+        assert_eq!(CalcClient::new(&peer).add(3, 3).await.unwrap(), 6);
+    })
+    .await;
+}
