@@ -493,6 +493,23 @@ async fn the_ping_measures_a_round_trip() {
     .await;
 }
 
+/// Runs `server` on a current-thread runtime of its own, in a thread of
+/// its own; the runtime, and every task it still has, ends with it.
+fn on_own_thread<F, Fut>(server: F) -> std::thread::JoinHandle<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future,
+    Fut::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(server())
+    })
+}
+
 /// Blocks its server's runtime thread on request, as SIGSTOP would.
 pub struct Freezer;
 
@@ -517,34 +534,28 @@ async fn a_paused_server_pings_before_judging_its_clients() {
     within(20, async {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server_thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        let server_thread = on_own_thread(move || async move {
+            let config = PeerConfig::default()
+                .heartbeat(Some(Duration::from_millis(100)), Duration::from_millis(300));
+            let server = Server::builder()
+                .expose(Freezer)
+                .config(config)
+                .bind("tcp://127.0.0.1:0")
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let config = PeerConfig::default()
-                    .heartbeat(Some(Duration::from_millis(100)), Duration::from_millis(300));
-                let server = Server::builder()
-                    .expose(Freezer)
-                    .config(config)
-                    .bind("tcp://127.0.0.1:0")
-                    .await
-                    .unwrap();
-                let mut events = server.events();
-                addr_tx.send(server.local_addr().clone()).unwrap();
-                let _ = stop_rx.await;
-                // Every event up to now: no disconnect.
-                let mut disconnects = Vec::new();
-                while let Ok(Some(e)) =
-                    tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-                {
-                    if let Event::Disconnected { reason, .. } = e {
-                        disconnects.push(reason);
-                    }
+            let mut events = server.events();
+            addr_tx.send(server.local_addr().clone()).unwrap();
+            let _ = stop_rx.await;
+            // Every event up to now: no disconnect.
+            let mut disconnects = Vec::new();
+            while let Ok(Some(e)) =
+                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+            {
+                if let Event::Disconnected { reason, .. } = e {
+                    disconnects.push(reason);
                 }
-                disconnects
-            })
+            }
+            disconnects
         });
         let addr = addr_rx.await.unwrap();
         let client = rpc_transport::connect(&addr).await.unwrap();
@@ -579,23 +590,18 @@ async fn every_client_of_a_graceful_shutdown_hears_it() {
                 let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
                 let bind = addr.clone();
-                let server_thread = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        let server = serve(Calc::default(), &bind).await;
-                        addr_tx.send(server.local_addr().clone()).unwrap();
-                        // Shut down once every client's call is in flight.
-                        let _ = go_rx.await;
-                        while server.peers().iter().map(|p| p.serving()).sum::<usize>() < CLIENTS {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        server.shutdown(Duration::from_secs(5)).await;
-                        let _ = done_tx.send(());
-                    });
-                    // The runtime, and every task it still had, ends here.
+                // The runtime, and every task it still had, ends with
+                // the thread.
+                let server_thread = on_own_thread(move || async move {
+                    let server = serve(Calc::default(), &bind).await;
+                    addr_tx.send(server.local_addr().clone()).unwrap();
+                    // Shut down once every client's call is in flight.
+                    let _ = go_rx.await;
+                    while server.peers().iter().map(|p| p.serving()).sum::<usize>() < CLIENTS {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    server.shutdown(Duration::from_secs(5)).await;
+                    let _ = done_tx.send(());
                 });
                 let bound = addr_rx.await.unwrap();
                 let mut clients = Vec::with_capacity(CLIENTS);

@@ -212,24 +212,24 @@ impl Outbox {
 
     /// For the writer: swaps the queued bytes into `spare` (which must be
     /// empty).
+    ///
+    /// What it took before is written by now (the writer takes again only
+    /// after a write), so the share of the budget follows what it takes.
     pub(crate) fn take(&self, spare: &mut Vec<u8>) -> Take {
         let mut st = lock(&self.state);
         if st.buf.is_empty() {
+            // Nothing in flight, nothing queued: no share of the budget.
+            st.writing = 0;
+            st.share.hold(0);
             return if st.closing { Take::Done } else { Take::Empty };
         }
         std::mem::swap(&mut st.buf, spare);
         st.writing = spare.len();
+        let writing = st.writing;
+        st.share.hold(writing);
         drop(st);
         self.space.notify_waiters();
         Take::Bytes
-    }
-
-    /// For the writer: what it took is written.
-    pub(crate) fn written(&self) {
-        let mut st = lock(&self.state);
-        st.writing = 0;
-        let queued = st.buf.len();
-        st.share.hold(queued);
     }
 
     /// For the writer: waits for bytes after [`Take::Empty`].

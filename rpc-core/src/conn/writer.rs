@@ -106,7 +106,6 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut wr: W
             break;
         }
         spare.clear();
-        conn.out.written();
         if spare.capacity() > KEEP_WRITE_CAPACITY {
             spare = Vec::new();
         }
