@@ -6,3 +6,4 @@
 //! [`echo`].
 
 pub mod echo;
+pub mod secret;

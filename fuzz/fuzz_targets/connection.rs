@@ -82,8 +82,7 @@ async fn run(script: &[u8], fate: Fate) {
     let hello = Handshake::Hello(Hello {
         max_frame: 1 << 20,
         max_in_flight: 16,
-        auth: false,
-        nonce: [7; 32],
+        pake: None,
         name: None,
     });
     let mut opening = MAGIC.to_vec();
@@ -97,7 +96,13 @@ async fn run(script: &[u8], fate: Fate) {
     for _ in 0..2 {
         let frame = frames.next_frame().await.unwrap().unwrap();
         if let Handshake::Verdict(v) = postcard::from_bytes(&frame).unwrap() {
-            assert_eq!(v, Verdict::Accepted { connection_id: 9 });
+            assert_eq!(
+                v,
+                Verdict::Accepted {
+                    connection_id: 9,
+                    confirm: None
+                }
+            );
         }
     }
     let (pongs, mut pong_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -11,7 +11,7 @@
 //!
 //! Without a secret the outcome is compared with a reference of what the
 //! handshake must do with these bytes; with one it must fail (the remote
-//! cannot produce a proof over this side's fresh nonce).
+//! cannot complete a SPAKE2 exchange without the secret).
 
 #![no_main]
 

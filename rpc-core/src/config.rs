@@ -339,6 +339,10 @@ impl PeerConfig {
     /// Both sides must be configured with the same secret; otherwise the
     /// handshake fails with [`RpcError::AuthFailed`](crate::RpcError::AuthFailed).
     /// The secret itself never crosses the wire, and `Debug` does not show it.
+    /// The handshake is a SPAKE2 key exchange: someone who records it, or a
+    /// fake server the client dials, gets one guess at the secret, checked
+    /// online, and nothing to test further guesses against offline. It
+    /// authenticates the ends; it does not encrypt (see `docs/security.md`).
     ///
     /// # Examples
     ///

@@ -76,8 +76,8 @@ pub mod __private;
 pub mod __wire {
     pub use crate::codec::{FrameReader, ReadError};
     pub use crate::wire::{
-        decode_header, encode_frame, Handshake, Header, Hello, Rejection, Verdict,
-        HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, NONCE_LEN, VERSION,
+        decode_header, encode_frame, Handshake, Header, Hello, Rejection, Verdict, CONFIRM_LEN,
+        HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, PAKE_MESSAGE_LEN, VERSION,
     };
 }
 

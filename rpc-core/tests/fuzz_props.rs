@@ -272,16 +272,14 @@ fn hello() -> impl Strategy<Value = Handshake> {
     (
         any::<u32>(),
         any::<u32>(),
-        prop::bool::weighted(0.15),
-        any::<[u8; 32]>(),
+        option::weighted(0.15, prop::collection::vec(any::<u8>(), 0..40)),
         option::of("[a-z]{0,8}"),
     )
-        .prop_map(|(max_frame, max_in_flight, auth, nonce, name)| {
+        .prop_map(|(max_frame, max_in_flight, pake, name)| {
             Handshake::Hello(Hello {
                 max_frame,
                 max_in_flight,
-                auth,
-                nonce,
+                pake,
                 name,
             })
         })
@@ -289,8 +287,12 @@ fn hello() -> impl Strategy<Value = Handshake> {
 
 fn verdict() -> impl Strategy<Value = Handshake> {
     prop_oneof![
-        3 => any::<u64>()
-            .prop_map(|connection_id| Handshake::Verdict(Verdict::Accepted { connection_id })),
+        3 => (any::<u64>(), option::weighted(0.15, any::<[u8; 32]>())).prop_map(
+            |(connection_id, confirm)| Handshake::Verdict(Verdict::Accepted {
+                connection_id,
+                confirm,
+            })
+        ),
         2 => ".{0,16}".prop_map(|m| Handshake::Verdict(Verdict::Rejected(Rejection::Refused(m)))),
     ]
 }
@@ -298,7 +300,7 @@ fn verdict() -> impl Strategy<Value = Handshake> {
 fn handshake_message() -> impl Strategy<Value = Handshake> {
     prop_oneof![
         4 => hello(),
-        1 => any::<[u8; 32]>().prop_map(Handshake::Proof),
+        1 => any::<[u8; 32]>().prop_map(Handshake::Confirm),
         4 => verdict(),
     ]
 }
@@ -604,8 +606,7 @@ async fn handshake_by_hand(
     let hello = Handshake::Hello(Hello {
         max_frame: 1 << 20,
         max_in_flight: 16,
-        auth: false,
-        nonce: [7; 32],
+        pake: None,
         name: Some("raw".into()),
     });
     let mut out = MAGIC.to_vec();
@@ -624,7 +625,13 @@ async fn handshake_by_hand(
             verdict = Some(v);
         }
     }
-    assert_eq!(verdict, Some(Verdict::Accepted { connection_id: 9 }));
+    assert_eq!(
+        verdict,
+        Some(Verdict::Accepted {
+            connection_id: 9,
+            confirm: None
+        })
+    );
     reader
 }
 

@@ -36,8 +36,7 @@ pub async fn handshake_by_hand(s: &mut Box<dyn RawStream>) {
     let hello = Handshake::Hello(Hello {
         max_frame: 1 << 20,
         max_in_flight: 16,
-        auth: false,
-        nonce: [7; 32],
+        pake: None,
         name: Some("raw".into()),
     });
     let body = postcard::to_stdvec(&hello).unwrap();

@@ -624,7 +624,7 @@ async fn silent_sockets_cannot_lock_clients_out_and_refusals_are_prompt() {
 /// up, where the protocol lets it read a verdict.
 #[tokio::test]
 async fn a_dialer_with_another_version_is_told_why() {
-    use rpc_core::__wire::{Handshake, Hello, Rejection, Verdict, MAGIC};
+    use rpc_core::__wire::{Handshake, Hello, Rejection, Verdict, MAGIC, VERSION};
     use rpc_tests::raw::{raw, read_frame};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -635,8 +635,7 @@ async fn a_dialer_with_another_version_is_told_why() {
             let hello = Handshake::Hello(Hello {
                 max_frame: 1 << 20,
                 max_in_flight: 16,
-                auth: false,
-                nonce: [7; 32],
+                pake: None,
                 name: None,
             });
             let body = postcard::to_stdvec(&hello).unwrap();
@@ -651,9 +650,9 @@ async fn a_dialer_with_another_version_is_told_why() {
             let verdict: Handshake = postcard::from_bytes(&read_frame(&mut s).await).unwrap();
             assert_eq!(
                 verdict,
-                Handshake::Verdict(Verdict::Rejected(Rejection::Protocol(
-                    "protocol version 7 not supported (this server speaks 2)".into()
-                )))
+                Handshake::Verdict(Verdict::Rejected(Rejection::Protocol(format!(
+                    "protocol version 7 not supported (this server speaks {VERSION})"
+                ))))
             );
         })
         .await;

@@ -5,7 +5,8 @@
 //! It needs the echo server running: start it first with
 //! `cargo run -p rpc-examples --bin echo_server`, then run
 //! `cargo run -p rpc-examples --bin echo_client` (with the same `--port`,
-//! `--unix` or `--secret` flags as the server, if any).
+//! `--unix` or `--secret-file` flags as the server, if any; or `RPC_SECRET`
+//! in the environment).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,9 +29,10 @@ struct Args {
     /// Connect to this Unix socket instead of TCP.
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
-    /// The shared secret the server requires.
-    #[arg(long)]
-    secret: Option<String>,
+    /// A file holding the shared secret the server requires (default: the
+    /// `RPC_SECRET` environment variable, if set).
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// Only check whether a server answers at the address.
     #[arg(long)]
     probe: bool,
@@ -53,7 +55,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    match run(&addr, args.secret.as_deref()).await {
+    let secret = match rpc_examples::secret::load(args.secret_file.as_deref()) {
+        Ok(secret) => secret,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&addr, secret.as_deref()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_connection_error() => {
             eprintln!("error: {e} (is echo_server running at {addr}?)");
@@ -66,7 +75,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(addr: &Address, secret: Option<&str>) -> Result<(), RpcError> {
+async fn run(addr: &Address, secret: Option<&[u8]>) -> Result<(), RpcError> {
     let mut connect = rpc_transport::connect(addr).name("echo_client");
     if let Some(secret) = secret {
         connect = connect.secret(secret);

@@ -4,7 +4,8 @@
 //!
 //! Run it with `cargo run -p rpc-examples --bin echo_server -- --port 9099`
 //! and call it with the `echo_client` example. Add `--unix /tmp/echo.sock` to
-//! listen on a Unix socket, `--secret S3CRET` to require a shared secret,
+//! listen on a Unix socket, `--secret-file FILE` (or `RPC_SECRET` in the
+//! environment) to require a shared secret,
 //! `--max-connections N`, `--max-frame BYTES` and `--handshake-timeout
 //! SECONDS` to set those limits, `-v` to see the library's debug log.
 
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use rpc_core::{PeerConfig, RpcError};
+use rpc_core::{IoError, PeerConfig, RpcError};
 use rpc_examples::echo::Echo;
 use rpc_transport::{Address, Event, Server};
 
@@ -28,9 +29,10 @@ struct Args {
     /// Listen on this Unix socket instead of TCP.
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
-    /// Require clients to authenticate with this shared secret.
-    #[arg(long)]
-    secret: Option<String>,
+    /// Require clients to authenticate with the shared secret in this file
+    /// (default: the `RPC_SECRET` environment variable, if set).
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// Refuse authenticated connections beyond this many at once.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
@@ -67,7 +69,9 @@ async fn main() -> Result<(), RpcError> {
         config = config.handshake_timeout(Duration::from_secs_f64(secs.max(0.001)));
     }
     let mut server = Server::builder().expose(Echo).config(config);
-    if let Some(secret) = &args.secret {
+    let secret = rpc_examples::secret::load(args.secret_file.as_deref())
+        .map_err(|m| RpcError::Io(IoError::new(m, std::io::ErrorKind::InvalidInput.into())))?;
+    if let Some(secret) = &secret {
         server = server.secret(secret);
     }
     if let Some(n) = args.max_connections {
@@ -75,7 +79,7 @@ async fn main() -> Result<(), RpcError> {
     }
     let server = server.bind(addr).await?;
     println!("echo server listening on {}", server.local_addr());
-    if args.secret.is_some() {
+    if secret.is_some() {
         println!("clients must authenticate with the shared secret");
     }
     println!("press Ctrl-C to stop");

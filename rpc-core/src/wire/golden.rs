@@ -27,7 +27,7 @@ fn encoded(value: &impl Serialize) -> String {
 
 #[test]
 fn the_version_and_preamble() {
-    assert_eq!(VERSION, 2);
+    assert_eq!(VERSION, 3);
     assert_eq!(hex(&MAGIC), "5250437f");
 }
 
@@ -106,30 +106,50 @@ fn every_handshake_message() {
     let hello = Handshake::Hello(Hello {
         max_frame: 1 << 20,
         max_in_flight: 64,
-        auth: true,
-        nonce: [7; NONCE_LEN],
+        pake: Some(vec![0x41; PAKE_MESSAGE_LEN]),
         name: Some("w".into()),
     });
-    let nonce = "07".repeat(NONCE_LEN);
+    let pake = "41".repeat(PAKE_MESSAGE_LEN);
     assert_eq!(
         encoded(&hello),
-        format!("00_808040_40_01_{nonce}_01_0177").replace('_', "")
+        format!("00_808040_40_01_21{pake}_01_0177").replace('_', "")
     );
-    let proof = Handshake::Proof([9; NONCE_LEN]);
-    assert_eq!(encoded(&proof), format!("01{}", "09".repeat(NONCE_LEN)));
+    let plain = Handshake::Hello(Hello {
+        max_frame: 1,
+        max_in_flight: 2,
+        pake: None,
+        name: None,
+    });
+    assert_eq!(encoded(&plain), "00_01_02_00_00".replace('_', ""));
+    let confirm = Handshake::Confirm([9; CONFIRM_LEN]);
+    assert_eq!(encoded(&confirm), format!("01{}", "09".repeat(CONFIRM_LEN)));
+    let tag = "0a".repeat(CONFIRM_LEN);
     let cases = [
-        (Verdict::Accepted { connection_id: 5 }, "02_00_05"),
+        (
+            Verdict::Accepted {
+                connection_id: 5,
+                confirm: None,
+            },
+            "02_00_05_00".to_string(),
+        ),
+        (
+            Verdict::Accepted {
+                connection_id: 5,
+                confirm: Some([10; CONFIRM_LEN]),
+            },
+            format!("02_00_05_01_{tag}"),
+        ),
         (
             Verdict::Rejected(Rejection::AuthFailed("a".into())),
-            "02_01_00_0161",
+            "02_01_00_0161".into(),
         ),
         (
             Verdict::Rejected(Rejection::Refused("r".into())),
-            "02_01_01_0172",
+            "02_01_01_0172".into(),
         ),
         (
             Verdict::Rejected(Rejection::Protocol("p".into())),
-            "02_01_02_0170",
+            "02_01_02_0170".into(),
         ),
     ];
     for (verdict, want) in cases {

@@ -8,8 +8,11 @@
 //!
 //! A connection starts with a 6-byte preamble from each side: the magic bytes
 //! `RPC\x7f` and the protocol version (u16, big-endian). Then each side sends a
-//! [`Handshake::Hello`]; with a shared secret both send a [`Handshake::Proof`];
-//! the accepting side ends the handshake with a [`Handshake::Verdict`].
+//! [`Handshake::Hello`], carrying its SPAKE2 message when it has a shared
+//! secret; with a secret the dialer then sends a [`Handshake::Confirm`]; the
+//! accepting side ends the handshake with a [`Handshake::Verdict`], whose
+//! acceptance carries the acceptor's confirmation. `docs/wire.md` gives the
+//! key schedule.
 //!
 //! After the handshake every frame is a little-endian `u32` length followed by
 //! that many bytes: a postcard-encoded [`Header`] and then, for calls,
@@ -30,7 +33,7 @@ pub const MAGIC: [u8; 4] = *b"RPC\x7f";
 ///
 /// A peer that announces another version is refused with
 /// [`RpcError::VersionMismatch`].
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// Bytes of the length prefix in front of every frame.
 ///
@@ -43,8 +46,11 @@ pub const LEN_PREFIX: usize = 4;
 /// limit announced by the remote is never taken as smaller than this.
 pub const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
-/// Length of the random nonces and of the HMAC-SHA256 proofs.
-pub const NONCE_LEN: usize = 32;
+/// Length of a key confirmation (an HMAC-SHA256 tag).
+pub const CONFIRM_LEN: usize = 32;
+
+/// Length of a SPAKE2 message: a side byte and a compressed Ed25519 point.
+pub const PAKE_MESSAGE_LEN: usize = 33;
 
 /// A handshake message.
 ///
@@ -54,8 +60,9 @@ pub const NONCE_LEN: usize = 32;
 pub enum Handshake {
     /// Sent by both sides first.
     Hello(Hello),
-    /// HMAC-SHA256 over both nonces, proving knowledge of the shared secret.
-    Proof([u8; NONCE_LEN]),
+    /// The dialer's key confirmation: HMAC-SHA256 under the SPAKE2 key over
+    /// the transcript of both hellos. Sent only with a shared secret.
+    Confirm([u8; CONFIRM_LEN]),
     /// The accepting side's decision; ends the handshake.
     Verdict(Verdict),
 }
@@ -67,10 +74,9 @@ pub struct Hello {
     pub max_frame: u32,
     /// How many of the other side's calls this side runs at once.
     pub max_in_flight: u32,
-    /// Whether this side requires shared-secret authentication.
-    pub auth: bool,
-    /// A fresh random nonce for the challenge-response.
-    pub nonce: [u8; NONCE_LEN],
+    /// This side's SPAKE2 message ([`PAKE_MESSAGE_LEN`] bytes) when it has
+    /// a shared secret, and so requires the other side to prove it.
+    pub pake: Option<Vec<u8>>,
     /// An optional identifier chosen by the application.
     pub name: Option<String>,
 }
@@ -82,6 +88,9 @@ pub enum Verdict {
     Accepted {
         /// The connection id assigned by the accepting side.
         connection_id: u64,
+        /// With a shared secret, the acceptor's key confirmation: HMAC-SHA256
+        /// under the SPAKE2 key over the transcript and `connection_id`.
+        confirm: Option<[u8; CONFIRM_LEN]>,
     },
     /// The connection is refused.
     Rejected(Rejection),

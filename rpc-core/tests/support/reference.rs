@@ -102,14 +102,14 @@ pub(crate) fn expect_handshake(bytes: &[u8], eof: bool, accepting: bool) -> Expe
         Ok(_) => return Expect::Protocol,
         Err(e) => return e,
     };
-    if hello.auth {
+    if hello.pake.is_some() {
         return Expect::AuthFailed;
     }
     if accepting {
         return Expect::Ok(None);
     }
     match next_message(&mut rest, eof) {
-        Ok(Handshake::Verdict(Verdict::Accepted { connection_id })) => {
+        Ok(Handshake::Verdict(Verdict::Accepted { connection_id, .. })) => {
             Expect::Ok(Some(connection_id))
         }
         Ok(Handshake::Verdict(Verdict::Rejected(e))) => Expect::Rejected(e),
