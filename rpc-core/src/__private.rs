@@ -5,6 +5,8 @@ pub use crate::context::CallContext;
 pub use crate::dispatch::{Handled, HandlerFuture, Incoming, Replied, Service};
 pub use crate::error::RpcError;
 pub use crate::peer::Peer;
+pub use crate::stream::RpcStream;
+pub use futures::Stream;
 pub use serde::de::DeserializeOwned;
 pub use serde::Serialize;
 
@@ -36,6 +38,63 @@ where
 }
 
 /// Boxes a handler future.
+/// A call that returns a stream, as a stub makes it.
+pub async fn call_stream<A, T>(
+    peer: &Peer,
+    target: &str,
+    args: &A,
+    timeout: Option<Duration>,
+) -> Result<RpcStream<T>, RpcError>
+where
+    A: Serialize + ?Sized,
+    T: DeserializeOwned,
+{
+    peer.stream_inner(target, args, None, timeout).await
+}
+
+/// A call that takes a stream and returns one, as a stub makes it.
+pub async fn call_duplex<A, T, S>(
+    peer: &Peer,
+    target: &str,
+    args: &A,
+    input: S,
+    timeout: Option<Duration>,
+) -> Result<RpcStream<T>, RpcError>
+where
+    A: Serialize + ?Sized,
+    T: DeserializeOwned,
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send,
+{
+    let input = crate::peer::input_pump(input);
+    peer.stream_inner(target, args, Some(input), timeout).await
+}
+
+/// A call that takes a stream and returns a value, as a stub makes it.
+pub async fn call_with_input<A, R, S>(
+    peer: &Peer,
+    target: &str,
+    args: &A,
+    input: S,
+    timeout: Option<Duration>,
+) -> Result<R, RpcError>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send,
+{
+    peer.input_inner(target, args, input, timeout).await
+}
+
+/// Checks at compile time that a stream's items can travel.
+pub fn assert_item<S>(_: &S)
+where
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send,
+{
+}
+
 pub fn pending<F>(f: F) -> Handled
 where
     F: std::future::Future<Output = Replied> + Send + 'static,

@@ -28,6 +28,8 @@ use std::time::Duration;
 pub struct PeerConfig {
     pub(crate) max_frame: u32,
     pub(crate) max_in_flight: u32,
+    pub(crate) max_streams: usize,
+    pub(crate) stream_window: u32,
     pub(crate) max_send_queue: usize,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) heartbeat_interval: Option<Duration>,
@@ -44,6 +46,8 @@ impl Default for PeerConfig {
         PeerConfig {
             max_frame: 16 * 1024 * 1024,
             max_in_flight: 1024,
+            max_streams: 1024,
+            stream_window: 64 * 1024,
             max_send_queue: 64 * 1024 * 1024,
             call_timeout: None,
             heartbeat_interval: Some(Duration::from_secs(10)),
@@ -62,6 +66,8 @@ impl std::fmt::Debug for PeerConfig {
         f.debug_struct("PeerConfig")
             .field("max_frame", &self.max_frame)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_streams", &self.max_streams)
+            .field("stream_window", &self.stream_window)
             .field("max_send_queue", &self.max_send_queue)
             .field("call_timeout", &self.call_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
@@ -157,6 +163,71 @@ impl PeerConfig {
     /// ```
     pub fn max_in_flight(mut self, calls: u32) -> Self {
         self.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// How many streams the remote's calls may have open on this side at
+    /// once (default 1024): streams this side returns to them, and streams
+    /// of theirs this side's handlers read.
+    ///
+    /// A handler that opens one more fails its call with
+    /// [`RemoteError::TooManyStreams`](crate::RemoteError::TooManyStreams).
+    /// Each open stream this side reads may hold up to its window
+    /// ([`stream_window`](PeerConfig::stream_window)) plus one item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::Stream;
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RemoteError, RpcError};
+    ///
+    /// pub struct Ticker;
+    /// #[expose]
+    /// impl Ticker {
+    ///     pub fn forever(&self) -> impl Stream<Item = u8> + Send + 'static {
+    ///         futures::stream::pending()
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Ticker);
+    /// let (_server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, PeerConfig::default().max_streams(1), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// let ticker = TickerClient::new(&client);
+    /// let _first = ticker.forever().await?;
+    /// let second = ticker.forever().await.unwrap_err();
+    /// assert_eq!(second, RpcError::Remote(RemoteError::TooManyStreams { limit: 1 }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// How many bytes of a stream's items this side lets the sender have in
+    /// flight before it has read them (default 64 KiB, at least 1).
+    ///
+    /// The sender waits when it has sent this much that this side has not
+    /// consumed, so a slow reader holds up the producer instead of
+    /// buffering: each stream this side reads holds at most this plus one
+    /// item. Larger windows help a single stream over a long round trip.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::PeerConfig;
+    ///
+    /// let bulk = PeerConfig::default().stream_window(1 << 20);
+    /// # let _ = bulk;
+    /// ```
+    pub fn stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = bytes.max(1);
         self
     }
 

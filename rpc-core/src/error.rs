@@ -397,6 +397,12 @@ pub enum RemoteError {
     /// The handler failed with a free-form message (a hand-written handler,
     /// or a reply the callee could not encode).
     Failed(String),
+    /// The call would have opened one stream more than the remote allows
+    /// its peer at once on one connection.
+    TooManyStreams {
+        /// The remote's limit of open streams.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for RemoteError {
@@ -420,6 +426,12 @@ impl fmt::Display for RemoteError {
                 "the remote's reply of {size} bytes exceeds our frame limit of {limit} bytes"
             ),
             RemoteError::Failed(m) => write!(f, "remote error: {m}"),
+            RemoteError::TooManyStreams { limit } => {
+                write!(
+                    f,
+                    "the remote already has {limit} streams open on this connection"
+                )
+            }
         }
     }
 }

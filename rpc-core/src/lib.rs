@@ -64,6 +64,7 @@ mod dispatch;
 mod error;
 mod handshake;
 mod peer;
+mod stream;
 mod wire;
 
 #[doc(hidden)]
@@ -76,8 +77,9 @@ pub mod __private;
 pub mod __wire {
     pub use crate::codec::{FrameReader, ReadError};
     pub use crate::wire::{
-        decode_header, encode_frame, Handshake, Header, Hello, Rejection, Verdict, CONFIRM_LEN,
-        HANDSHAKE_MAX_FRAME, LEN_PREFIX, MAGIC, PAKE_MESSAGE_LEN, VERSION,
+        decode_header, encode_frame, Handshake, Header, Hello, Rejection, Verdict, Way,
+        CONFIRM_LEN, HANDSHAKE_MAX_FRAME, INITIAL_CREDIT, LEN_PREFIX, MAGIC, PAKE_MESSAGE_LEN,
+        VERSION,
     };
 }
 
@@ -88,3 +90,4 @@ pub use dispatch::{CloseFuture, Handled, HandlerFuture, Incoming, Registry, Repl
 pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
 pub use peer::{Peer, Side, Status, WeakPeer};
 pub use rpc_macros::expose;
+pub use stream::RpcStream;

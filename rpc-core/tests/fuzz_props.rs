@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use rpc_core::__wire::{
-    decode_header, encode_frame, Handshake, Header, Hello, Verdict, LEN_PREFIX, MAGIC, VERSION,
+    decode_header, encode_frame, Handshake, Header, Hello, Verdict, Way, LEN_PREFIX, MAGIC, VERSION,
 };
 use rpc_core::__wire::{FrameReader, ReadError, Rejection};
 use rpc_core::{expose, DisconnectReason, Peer, PeerConfig, Registry};
@@ -194,6 +194,10 @@ enum OwnedHeader {
     Pong(u64),
     Goodbye,
     Shutdown,
+    Item(u64, Way),
+    End(u64, Way),
+    Credit(u64, Way, u32),
+    Stop(u64),
 }
 
 impl OwnedHeader {
@@ -216,6 +220,14 @@ impl OwnedHeader {
             OwnedHeader::Pong(id) => Header::Pong { id: *id },
             OwnedHeader::Goodbye => Header::Goodbye,
             OwnedHeader::Shutdown => Header::Shutdown,
+            OwnedHeader::Item(id, way) => Header::Item { id: *id, way: *way },
+            OwnedHeader::End(id, way) => Header::End { id: *id, way: *way },
+            OwnedHeader::Credit(id, way, bytes) => Header::Credit {
+                id: *id,
+                way: *way,
+                bytes: *bytes,
+            },
+            OwnedHeader::Stop(id) => Header::Stop { id: *id },
         }
     }
 }
@@ -234,10 +246,19 @@ where
         1 => id.clone().prop_map(OwnedHeader::Error),
         1 => id.clone().prop_map(OwnedHeader::Cancel),
         1 => id.clone().prop_map(OwnedHeader::Ping),
-        1 => id.prop_map(OwnedHeader::Pong),
+        1 => id.clone().prop_map(OwnedHeader::Pong),
+        1 => (id.clone(), way()).prop_map(|(id, way)| OwnedHeader::Item(id, way)),
+        1 => (id.clone(), way()).prop_map(|(id, way)| OwnedHeader::End(id, way)),
+        1 => (id.clone(), way(), any::<u32>())
+            .prop_map(|(id, way, bytes)| OwnedHeader::Credit(id, way, bytes)),
+        1 => id.prop_map(OwnedHeader::Stop),
         closing_weight => Just(OwnedHeader::Goodbye),
         closing_weight => Just(OwnedHeader::Shutdown),
     ]
+}
+
+fn way() -> impl Strategy<Value = Way> + Clone {
+    prop_oneof![Just(Way::Down), Just(Way::Up)]
 }
 
 fn any_header() -> impl Strategy<Value = OwnedHeader> {

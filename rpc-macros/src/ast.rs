@@ -78,6 +78,9 @@ pub(crate) struct Arg {
     pub(crate) ty: Type,
     /// Whether the type is `CallContext` (filled in by the runtime, not sent).
     pub(crate) context: bool,
+    /// For `RpcStream<T>`: `T`, the items of the stream the caller sends
+    /// with the call (not part of the arguments tuple).
+    pub(crate) stream: Option<Type>,
 }
 
 impl Service {
@@ -199,6 +202,7 @@ impl Method {
                     pat: (*arg.pat).clone(),
                     ty: (*arg.ty).clone(),
                     context: is_context(&arg.ty),
+                    stream: stream_arg_item(&arg.ty),
                 }),
                 FnArg::Receiver(_) => None,
             })
@@ -266,9 +270,62 @@ impl Method {
         }
     }
 
-    /// The parameters that travel over the wire (all but the `CallContext`).
+    /// The parameters that travel in the arguments tuple (all but the
+    /// `CallContext` and the input stream).
     pub(crate) fn wire_args(&self) -> impl Iterator<Item = &Arg> {
-        self.args.iter().filter(|a| !a.context)
+        self.args
+            .iter()
+            .filter(|a| !a.context && a.stream.is_none())
+    }
+
+    /// The parameter that receives the caller's stream, if any.
+    pub(crate) fn input(&self) -> Option<&Arg> {
+        self.args.iter().find(|a| a.stream.is_some())
+    }
+
+    /// For a method returning `impl Stream<Item = T>`: `T`.
+    pub(crate) fn stream_output(&self) -> Option<&Type> {
+        let Type::ImplTrait(t) = self.output()? else {
+            return None;
+        };
+        t.bounds.iter().find_map(|bound| {
+            let syn::TypeParamBound::Trait(bound) = bound else {
+                return None;
+            };
+            let last = bound.path.segments.last()?;
+            if last.ident != "Stream" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
+                _ => None,
+            })
+        })
+    }
+}
+
+/// For a type written `RpcStream<T>` (by any path ending in that name): `T`.
+pub(crate) fn stream_arg_item(ty: &Type) -> Option<Type> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last()?;
+            if last.ident != "RpcStream" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            match args.args.iter().collect::<Vec<_>>().as_slice() {
+                [syn::GenericArgument::Type(item)] => Some(item.clone()),
+                _ => None,
+            }
+        }
+        Type::Paren(inner) => stream_arg_item(&inner.elem),
+        Type::Group(inner) => stream_arg_item(&inner.elem),
+        _ => None,
     }
 }
 

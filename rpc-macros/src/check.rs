@@ -206,6 +206,7 @@ fn exposed(method: &Method, errors: &mut Errors) {
     common(method, "exposed methods", errors);
 
     let mut context: Option<&Type> = None;
+    let mut input: Option<&Type> = None;
     for arg in &method.args {
         if let Some(attr) = arg.attrs.iter().find(|a| a.path().is_ident("cfg")) {
             errors.at(
@@ -231,12 +232,24 @@ fn exposed(method: &Method, errors: &mut Errors) {
                 );
             }
             context = Some(&arg.ty);
+        } else if let Some(item) = &arg.stream {
+            if input.is_some() {
+                errors.at(
+                    &arg.ty,
+                    "a method takes at most one `RpcStream` parameter: a call carries one \
+                     stream from the caller",
+                );
+            }
+            input = Some(&arg.ty);
+            owned(item, Position::Argument, errors);
         } else {
             owned(&arg.ty, Position::Argument, errors);
         }
     }
-    if let Some(ty) = method.output() {
-        owned(ty, Position::Return, errors);
+    match (method.stream_output(), method.output()) {
+        (Some(item), _) => owned(item, Position::Return, errors),
+        (None, Some(ty)) => owned(ty, Position::Return, errors),
+        (None, None) => {}
     }
 }
 
@@ -367,8 +380,9 @@ fn owned(ty: &Type, position: Position, errors: &mut Errors) {
                      needs one concrete type to encode"
                 }
                 Position::Return => {
-                    "`impl Trait` return types are not supported in exposed methods: the \
-                     caller needs one concrete type to decode"
+                    "`impl Trait` return types are not supported in exposed methods, except \
+                     `impl Stream<Item = T> + Send + 'static`: the caller needs one concrete \
+                     type to decode"
                 }
             };
             self.errors.at(t, message);

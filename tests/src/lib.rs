@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod raw;
+pub mod streams;
 
 use std::future::Future;
 use std::time::Duration;

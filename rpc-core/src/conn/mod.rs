@@ -11,6 +11,8 @@
 //! | `executor` | runs handlers: inline or in a task; the panic and deadline paths |
 //! | `heartbeat` | liveness by whole frames |
 //! | `slots` | the caller's side of the remote's limit of calls in flight |
+//! | `streams` | the streams of calls: credit both ways, items received |
+//! | `streaming` | a call with streams out, and the connection as a stream end sees it |
 //!
 //! This file starts a connection, closes it, and carries a call out and its
 //! answer back. It knows its owner (the peer's lifecycle) only through the
@@ -25,8 +27,8 @@
 //! 1. the peer's `transition` lock (in `peer::lifecycle`), held while a
 //!    connection is installed or the peer is closed;
 //! 2. then at most one of: the outbox `state`, the `pending` table, the
-//!    `running` table, the `tasks` list, a registry layer's `RwLock`, or the
-//!    `state` watch.
+//!    `running` table, the `streams` table, the `tasks` list, a registry
+//!    layer's `RwLock`, or the `state` watch.
 //!
 //! The connection's locks may be taken under `transition`, never the other
 //! way round, and none of them is taken while another of them is held
@@ -41,6 +43,9 @@ mod outbox;
 mod pending;
 mod reader;
 mod slots;
+mod streaming;
+pub(crate) use streaming::InputPump;
+mod streams;
 mod writer;
 
 use std::future::Future;
@@ -58,6 +63,7 @@ use self::inbound::{Admission, Running};
 use self::outbox::{Outbox, PushError};
 use self::pending::{CallGuard, Pending};
 use self::slots::Slots;
+use self::streams::StreamTable;
 use crate::codec::FrameReader;
 use crate::config::PeerConfig;
 use crate::dispatch::{Kind, Registry, Respond};
@@ -105,6 +111,9 @@ pub(crate) struct Conn {
     slots: Slots,
     admission: Admission,
     running: Mutex<Running>,
+    streams: Mutex<StreamTable>,
+    /// Streams the remote's calls may have open on this side at once.
+    max_streams: usize,
     state: watch::Sender<State>,
     /// Set by the first `close`.
     closing: AtomicBool,
@@ -172,6 +181,8 @@ impl Conn {
             slots,
             admission: Admission::new(config.max_in_flight),
             running: Mutex::new(Running::default()),
+            streams: Mutex::new(StreamTable::new(config.stream_window)),
+            max_streams: config.max_streams,
             state: watch::Sender::new(state),
             closing,
             tasks: Mutex::new(Vec::new()),
@@ -279,6 +290,8 @@ impl Conn {
         self.out.close(bye, discard);
         self.slots.close();
         self.pending.close(&reason);
+        let ended = lock(&self.streams).close(RpcError::ConnectionClosed(reason.clone()));
+        ended.into_iter().for_each(std::task::Waker::wake);
         lock(&self.running).abort_all();
         for t in lock(&self.tasks).drain(..) {
             t.abort();
@@ -360,30 +373,16 @@ impl Conn {
         deadline: Option<tokio::time::Instant>,
         span: Option<&tracing::Span>,
     ) -> Result<Bytes, RpcError> {
-        let acquired = match deadline {
-            Some(d) => within(d, self.slots.acquire()).await?,
-            None => self.slots.acquire().await,
-        };
-        let slot = acquired.ok_or_else(|| self.closed_error())?;
+        let slot = self.slot(deadline).await?;
         let (id, rx) = self.pending.insert()?;
         if let Some(span) = span {
             span.record("rpc.request_id", id);
         }
         let mut guard = CallGuard::new(&self.pending, &self.out, id);
-        // Rounded up, plus one timer tick: the callee's deadline falls
-        // after this side's, so a call that runs out of time ends here with
-        // `Timeout` (and a cancel), and the callee's `DeadlineExceeded` is a
-        // backstop for a caller that is late itself.
-        let timeout_ms = deadline.map_or(0, |d| {
-            let left = d.saturating_duration_since(tokio::time::Instant::now());
-            u64::try_from(left.as_micros().div_ceil(1000))
-                .unwrap_or(u64::MAX)
-                .saturating_add(1)
-        });
         let header = Header::Call {
             id,
             target,
-            timeout_ms,
+            timeout_ms: timeout_ms(deadline),
         };
         self.out
             .push(&header, args)
@@ -406,6 +405,19 @@ impl Conn {
             }
             reply => reply,
         }
+    }
+
+    /// A slot among the remote's calls in flight, waited for until
+    /// `deadline` (the call's one deadline: the wait counts).
+    async fn slot(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<slots::Slot<'_>, RpcError> {
+        let acquired = match deadline {
+            Some(d) => within(d, self.slots.acquire()).await?,
+            None => self.slots.acquire().await,
+        };
+        acquired.ok_or_else(|| self.closed_error())
     }
 
     /// Sends a ping and waits for its pong.
@@ -432,6 +444,20 @@ impl Conn {
             .push(&Header::Notify { target }, args)
             .map_err(|e| self.push_failed(e))
     }
+}
+
+/// The timeout a call frame carries for `deadline`: rounded up, plus one
+/// timer tick, so the callee's deadline falls after this side's. A call that
+/// runs out of time then ends here with `Timeout` (and a cancel), and the
+/// callee's `DeadlineExceeded` is a backstop for a caller that is late
+/// itself. 0: no timeout.
+fn timeout_ms(deadline: Option<tokio::time::Instant>) -> u64 {
+    deadline.map_or(0, |d| {
+        let left = d.saturating_duration_since(tokio::time::Instant::now());
+        u64::try_from(left.as_micros().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    })
 }
 
 /// The one timeout path of a call: `fut`, unless `deadline` passes first.
@@ -477,6 +503,13 @@ impl Respond for Conn {
             None => Kind::Notification,
         };
         self.admission.release(kind);
+    }
+
+    fn port(&self) -> Arc<dyn crate::stream::Port> {
+        // As in `origin`: the connection of a call being served is alive.
+        self.me
+            .upgrade()
+            .expect("a served call's connection is alive")
     }
 
     fn origin(&self) -> (Peer, u64, Option<Arc<str>>) {

@@ -26,6 +26,12 @@ use crate::wire::{encode_bare, encode_frame_within, Header, Payload};
 /// Queued output above this makes one-way senders wait for the writer.
 const HIGH_WATER: usize = 4 * 1024 * 1024;
 
+/// Queued output above this makes stream senders wait for the writer. Low,
+/// so that a call's frame queued behind a bulk stream waits for at most
+/// this much (plus one item) to go out first: streams are paced by the
+/// socket, and calls and other streams get their turn between writes.
+pub(crate) const STREAM_WATER: usize = 64 * 1024;
+
 /// Why a frame was not queued.
 #[derive(Debug)]
 pub(crate) enum PushError {
@@ -65,6 +71,9 @@ pub(crate) struct Outbox {
 
 struct State {
     buf: Vec<u8>,
+    /// Stream senders waiting for the queue to drain below
+    /// [`STREAM_WATER`]; woken when the writer takes it.
+    stream_waiters: Vec<std::task::Waker>,
     /// Bytes the writer took and is writing.
     writing: usize,
     /// What the queue and the write take from a shared budget.
@@ -78,6 +87,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
+                stream_waiters: Vec::new(),
                 writing: 0,
                 share: Share::new(shared),
                 closing: false,
@@ -137,6 +147,48 @@ impl Outbox {
         res
     }
 
+    /// Encodes a stream item into the queue; how many bytes its frame took
+    /// (length prefix included), for the stream's credit.
+    pub(crate) fn push_counted<P: Payload + ?Sized>(
+        &self,
+        header: &Header<'_>,
+        payload: &P,
+    ) -> Result<usize, PushError> {
+        let mut st = lock(&self.state);
+        if st.closing {
+            return Err(PushError::Closed);
+        }
+        let start = st.buf.len();
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            encode_frame_within(&mut st.buf, header, payload, self.max_frame)
+        }));
+        match res {
+            Ok(Ok(())) => {
+                let size = st.buf.len() - start;
+                self.queued(&mut st, start == 0).map(|()| size)
+            }
+            Ok(Err(e)) => Err(PushError::Frame(e)),
+            Err(panic) => {
+                st.buf.truncate(start);
+                drop(st);
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+
+    /// Ready once the queue is below [`STREAM_WATER`] (or closing); else
+    /// the waker is registered for the writer's next take.
+    pub(crate) fn poll_stream_space(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut st = lock(&self.state);
+        if st.buf.len() < STREAM_WATER || st.closing {
+            return std::task::Poll::Ready(());
+        }
+        if !st.stream_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            st.stream_waiters.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
+    }
+
     /// Queues a frame that is a header alone (ping, pong, cancel).
     pub(crate) fn push_bare(&self, header: &Header<'_>) -> Result<(), PushError> {
         let mut st = lock(&self.state);
@@ -194,7 +246,7 @@ impl Outbox {
     /// Accepts nothing more. `bye` (a goodbye frame) goes after what is
     /// queued; with `discard`, what is queued is dropped first.
     pub(crate) fn close(&self, bye: Option<Header<'_>>, discard: bool) {
-        {
+        let waiters = {
             let mut st = lock(&self.state);
             if discard {
                 st.buf = Vec::new();
@@ -205,9 +257,11 @@ impl Outbox {
                 encode_bare(&mut st.buf, &bye);
             }
             st.closing = true;
-        }
+            std::mem::take(&mut st.stream_waiters)
+        };
         self.wake.notify_one();
         self.space.notify_waiters();
+        waiters.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// For the writer: swaps the queued bytes into `spare` (which must be
@@ -227,8 +281,10 @@ impl Outbox {
         st.writing = spare.len();
         let writing = st.writing;
         st.share.hold(writing);
+        let waiters = std::mem::take(&mut st.stream_waiters);
         drop(st);
         self.space.notify_waiters();
+        waiters.into_iter().for_each(std::task::Waker::wake);
         Take::Bytes
     }
 

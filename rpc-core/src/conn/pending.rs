@@ -134,11 +134,13 @@ impl Pending {
 
     /// Hands each reply to its waiting caller: the table is locked once for
     /// all of them, and no caller is woken while it is held. `waking` is
-    /// scratch space kept by the reader between calls.
+    /// scratch space kept by the reader between calls. Errors for calls no
+    /// longer waiting go to `orphans` (they may end a returned stream).
     pub(crate) fn complete_all(
         &self,
         replies: &mut Vec<(u64, Outcome)>,
         waking: &mut Vec<(ReplyTx, Outcome)>,
+        orphans: &mut Vec<(u64, RpcError)>,
     ) {
         if replies.is_empty() {
             return;
@@ -146,9 +148,12 @@ impl Pending {
         {
             let mut table = lock(&self.table);
             for (id, outcome) in replies.drain(..) {
-                match table.complete(id) {
-                    Some(tx) => waking.push((tx, outcome)),
-                    None => trace!(id, "reply for a call no longer waiting"),
+                match (table.complete(id), outcome) {
+                    (Some(tx), outcome) => waking.push((tx, outcome)),
+                    // An error for a call answered already: the end of
+                    // the stream that call returned.
+                    (None, Err(e)) => orphans.push((id, e)),
+                    (None, Ok(_)) => trace!(id, "reply for a call no longer waiting"),
                 }
             }
         }

@@ -19,8 +19,8 @@ use super::pending::Outcome;
 use super::{lock, Conn};
 use crate::codec::{FrameReader, ReadError};
 use crate::dispatch::{Incoming, Kind, LookupCache, Registry, Respond, Target};
-use crate::error::DisconnectReason;
-use crate::wire::{decode_header, decode_remote_error, Header};
+use crate::error::{DisconnectReason, RemoteError, RpcError};
+use crate::wire::{decode_header, decode_remote_error, Header, Way, LEN_PREFIX};
 
 /// What one read of the socket produced, handled after the frames of the
 /// read are decoded; kept between reads so that its memory is reused.
@@ -35,6 +35,21 @@ struct ReadBatch {
     replies: Vec<(u64, Outcome)>,
     /// Scratch space for waking their callers.
     waking: Vec<(tokio::sync::oneshot::Sender<Outcome>, Outcome)>,
+    /// Errors for calls answered already: the ends of returned streams.
+    orphans: Vec<(u64, RpcError)>,
+}
+
+impl ReadBatch {
+    /// Hands the read's replies to their callers, and the errors that end
+    /// returned streams to those streams.
+    fn deliver(&mut self, conn: &Conn) {
+        conn.pending
+            .complete_all(&mut self.replies, &mut self.waking, &mut self.orphans);
+        for (id, e) in self.orphans.drain(..) {
+            let woken = lock(&conn.streams).ended(Way::Down, id, Err(e));
+            woken.into_iter().for_each(std::task::Waker::wake);
+        }
+    }
 }
 
 /// The reader task.
@@ -83,8 +98,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         if reader.partial() && partial_since.is_none() {
             partial_since = Some(Instant::now());
         }
-        conn.pending
-            .complete_all(&mut batch.replies, &mut batch.waking);
+        batch.deliver(&conn);
         if !batch.calls.is_empty() {
             // If the dispatcher is gone the calls are dropped, which
             // releases them.
@@ -110,8 +124,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     };
     // Replies that arrived just before the end (a reply followed by a
     // goodbye in one read) still reach their callers.
-    conn.pending
-        .complete_all(&mut batch.replies, &mut batch.waking);
+    batch.deliver(&conn);
     conn.close(reason, false);
 }
 
@@ -189,6 +202,33 @@ fn route(
         }
         Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
         Header::Shutdown => return Err(DisconnectReason::Shutdown),
+        Header::Item { id, way } => {
+            let size = LEN_PREFIX + frame.len();
+            frame.advance(header_len);
+            let woken = lock(&conn.streams)
+                .received(way, id, frame, size)
+                .map_err(|v| DisconnectReason::Protocol(v.to_string()))?;
+            woken.into_iter().for_each(std::task::Waker::wake);
+        }
+        Header::End { id, way } => {
+            let end = match postcard::from_bytes::<Option<RemoteError>>(payload) {
+                Ok(None) => Ok(()),
+                Ok(Some(e)) => Err(RpcError::Remote(e)),
+                Err(e) => Err(RpcError::Protocol(format!(
+                    "the end of stream {way:?} of call {id} could not be decoded: {e}"
+                ))),
+            };
+            let woken = lock(&conn.streams).ended(way, id, end);
+            woken.into_iter().for_each(std::task::Waker::wake);
+        }
+        Header::Credit { id, way, bytes } => {
+            let woken = lock(&conn.streams).credit(way, id, bytes);
+            woken.into_iter().for_each(std::task::Waker::wake);
+        }
+        Header::Stop { id } => {
+            let woken = lock(&conn.streams).stop(Way::Up, id);
+            woken.into_iter().for_each(std::task::Waker::wake);
+        }
     }
     Ok(())
 }

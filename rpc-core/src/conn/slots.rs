@@ -49,11 +49,15 @@ pub(crate) struct Slot<'a>(&'a Slots);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.used.fetch_sub(1, Ordering::AcqRel);
-        // A read-modify-write, not a load: see `Slots::waiters`.
-        if self.0.waiters.fetch_add(0, Ordering::AcqRel) > 0 {
-            self.0.freed.notify_one();
-        }
+        self.0.release_one();
+    }
+}
+
+impl Slot<'_> {
+    /// Keeps the slot taken past this guard: a call whose stream outlives
+    /// the call's future gives it back with [`Slots::release_one`].
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
     }
 }
 
@@ -97,6 +101,15 @@ impl Slots {
             }
         }
         false
+    }
+
+    /// Gives back one slot (what dropping a [`Slot`] does).
+    pub(crate) fn release_one(&self) {
+        self.used.fetch_sub(1, Ordering::AcqRel);
+        // A read-modify-write, not a load: see `Slots::waiters`.
+        if self.waiters.fetch_add(0, Ordering::AcqRel) > 0 {
+            self.freed.notify_one();
+        }
     }
 
     /// Slots taken now (a snapshot).

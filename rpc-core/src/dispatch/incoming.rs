@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -17,7 +18,8 @@ use super::service::Replied;
 use crate::context::CallContext;
 use crate::error::RemoteError;
 use crate::peer::Peer;
-use crate::wire::{postcard_hint, Payload};
+use crate::stream::{pump, Pumped, RpcStream};
+use crate::wire::{postcard_hint, Payload, Way};
 
 /// One call (or notification) received from the remote peer.
 ///
@@ -98,6 +100,8 @@ pub(crate) trait Respond: Send + Sync + 'static {
     /// The peer a handler calls back through, the connection id and the
     /// name the remote announced.
     fn origin(&self) -> (Peer, u64, Option<Arc<str>>);
+    /// The connection as the ends of the call's streams see it.
+    fn port(&self) -> Arc<dyn crate::stream::Port>;
 }
 
 impl Drop for Incoming {
@@ -437,5 +441,140 @@ impl Incoming {
             method: self.target.method.to_string(),
         };
         self.fail(e)
+    }
+
+    /// The stream the caller sends with this call, as items of type `T`.
+    ///
+    /// It is granted its first credit now; the caller sends items only as
+    /// the handler reads them. Dropping it tells the caller to stop
+    /// sending; the call goes on.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::TooManyStreams`] at the connection's limit
+    /// ([`PeerConfig::max_streams`](crate::PeerConfig::max_streams)), and
+    /// [`RemoteError::BadArguments`] for a notification, which has no
+    /// stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures::StreamExt;
+    /// use rpc_core::{Handled, Incoming, Service};
+    ///
+    /// struct Tally;
+    ///
+    /// impl Service for Tally {
+    ///     fn name() -> &'static str { "Tally" }
+    ///     fn methods() -> &'static [&'static str] { &["count"] }
+    ///     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
+    ///         let mut items = match call.input::<String>() {
+    ///             Ok(items) => items,
+    ///             Err(e) => return Handled::Done(call.fail(e)),
+    ///         };
+    ///         Handled::Pending(Box::pin(async move {
+    ///             let mut n = 0u32;
+    ///             while let Some(Ok(_)) = items.next().await {
+    ///                 n += 1;
+    ///             }
+    ///             call.reply(&n)
+    ///         }))
+    ///     }
+    /// }
+    /// # use rpc_core::{Peer, PeerConfig, Registry};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Tally);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let words = futures::stream::iter(["a", "b", "c"].map(String::from));
+    /// let n: u32 = client.call_with_input("Tally.count", &(), words).await?;
+    /// assert_eq!(n, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn input<T: DeserializeOwned>(&self) -> Result<RpcStream<T>, RemoteError> {
+        let id = self.id.ok_or_else(|| {
+            RemoteError::BadArguments(format!(
+                "`{}.{}` takes a stream and cannot be called as a notification",
+                self.target.object, self.target.method
+            ))
+        })?;
+        let port = self.respond.port();
+        port.open_served(Way::Up, id)?;
+        Ok(RpcStream::new(port, Way::Up, id, false, None, None))
+    }
+
+    /// Answers the call with a stream: the caller's call returns at once
+    /// with the receiving end, and the items follow as the caller's credit
+    /// allows. `items` is polled only while there is credit, and dropped
+    /// when the caller drops its end, cancels, or the call's deadline
+    /// passes. The call stays in flight until the stream ends.
+    ///
+    /// The returned future runs the stream to its end; give it to
+    /// [`Handled::Pending`](crate::Handled::Pending) (or await it in a
+    /// handler future).
+    ///
+    /// A notification gets no stream: `items` is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures::StreamExt;
+    /// use rpc_core::{Handled, Incoming, Service};
+    ///
+    /// struct Letters;
+    ///
+    /// impl Service for Letters {
+    ///     fn name() -> &'static str { "Letters" }
+    ///     fn methods() -> &'static [&'static str] { &["abc"] }
+    ///     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
+    ///         Handled::Pending(Box::pin(call.stream(futures::stream::iter(['a', 'b', 'c']))))
+    ///     }
+    /// }
+    /// # use rpc_core::{Peer, PeerConfig, Registry};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Letters);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let letters = client.call_stream::<char, _>("Letters.abc", &()).await?;
+    /// let letters: Vec<char> = letters.map(|c| c.unwrap()).collect().await;
+    /// assert_eq!(letters, ['a', 'b', 'c']);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn stream<S>(mut self, items: S) -> Replied
+    where
+        S: Stream + Send + 'static,
+        S::Item: Serialize + Send,
+    {
+        let Some(id) = self.id else {
+            return self.reply(&());
+        };
+        let port = self.respond.port();
+        if let Err(e) = port.open_served(Way::Down, id) {
+            return self.fail(e);
+        }
+        match pump(&*port, Way::Down, id, items).await {
+            // The end was queued, and the call released with it.
+            Pumped::Finished => {
+                let _answered = std::mem::take(&mut self.open);
+            }
+            // Stopped: the connection ended; dropping `self` releases the
+            // call.
+            Pumped::Stopped => {}
+        }
+        Replied(())
     }
 }

@@ -8,6 +8,9 @@
 //! described in `conn`.
 
 mod lifecycle;
+mod streams;
+
+pub(crate) use streams::input_pump;
 
 pub use lifecycle::Status;
 
@@ -720,8 +723,7 @@ impl Peer {
         A: Serialize + ?Sized,
     {
         let conn = self.current()?;
-        let timeout = timeout.or(self.shared.config.call_timeout);
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = self.deadline(timeout);
         // No span at all unless DEBUG is enabled somewhere: a call costs
         // nothing in tracing when nobody listens.
         let span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| {

@@ -27,7 +27,7 @@ fn encoded(value: &impl Serialize) -> String {
 
 #[test]
 fn the_version_and_preamble() {
-    assert_eq!(VERSION, 3);
+    assert_eq!(VERSION, 4);
     assert_eq!(hex(&MAGIC), "5250437f");
 }
 
@@ -66,6 +66,32 @@ fn every_frame_kind() {
     assert_eq!(frame(&Header::Pong { id: 4 }, &()), "020000000604");
     assert_eq!(frame(&Header::Goodbye, &()), "0100000007");
     assert_eq!(frame(&Header::Shutdown, &()), "0100000008");
+    let item = Header::Item {
+        id: 3,
+        way: Way::Down,
+    };
+    assert_eq!(frame(&item, &7u8), "04000000_09_03_00_07".replace('_', ""));
+    let end = Header::End {
+        id: 3,
+        way: Way::Up,
+    };
+    assert_eq!(
+        frame(&end, &None::<RemoteError>),
+        "04000000_0a_03_01_00".replace('_', "")
+    );
+    let credit = Header::Credit {
+        id: 3,
+        way: Way::Up,
+        bytes: 65536,
+    };
+    assert_eq!(
+        frame(&credit, &()),
+        "06000000_0b_03_01_808004".replace('_', "")
+    );
+    assert_eq!(
+        frame(&Header::Stop { id: 3 }, &()),
+        "02000000_0c_03".replace('_', "")
+    );
 }
 
 #[test]
@@ -92,6 +118,7 @@ fn every_error_that_travels() {
             "07_d00f_8008",
         ),
         (RemoteError::Failed("no".into()), "08_026e6f"),
+        (RemoteError::TooManyStreams { limit: 2 }, "09_02"),
     ];
     for (error, want) in cases {
         assert_eq!(encoded(&error), want.replace('_', ""), "{error:?}");

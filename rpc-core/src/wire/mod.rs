@@ -33,7 +33,7 @@ pub const MAGIC: [u8; 4] = *b"RPC\x7f";
 ///
 /// A peer that announces another version is refused with
 /// [`RpcError::VersionMismatch`].
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Bytes of the length prefix in front of every frame.
 ///
@@ -177,10 +177,59 @@ pub enum Header<'a> {
     /// The sender is closing the connection because it is shutting down
     /// (the receiver reports [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown)).
     Shutdown,
+    /// One item of a stream of call `id`; the encoded item follows. Sent
+    /// only within the credit the receiver granted.
+    Item {
+        /// The call the stream belongs to (an id chosen by the caller).
+        id: u64,
+        /// Which of the call's streams.
+        way: Way,
+    },
+    /// The end of a stream of call `id`; an encoded
+    /// `Option<RemoteError>` follows: `None` for a clean end, or why the
+    /// sender gave up.
+    End {
+        /// The call the stream belongs to.
+        id: u64,
+        /// Which of the call's streams.
+        way: Way,
+    },
+    /// The receiver of a stream grants `bytes` more of credit: the sender
+    /// may send items while its credit is above zero, and each item's frame
+    /// (length prefix included) takes its size off.
+    Credit {
+        /// The call the stream belongs to.
+        id: u64,
+        /// Which of the call's streams.
+        way: Way,
+        /// More bytes the sender may send.
+        bytes: u32,
+    },
+    /// The callee no longer reads the caller's input stream of call `id`
+    /// (the call itself goes on).
+    Stop {
+        /// The call whose input stream is no longer read.
+        id: u64,
+    },
 }
 
+/// Which of a call's two streams a stream frame is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Way {
+    /// From the callee to the caller: the stream the call returns.
+    Down,
+    /// From the caller to the callee: the stream the call takes.
+    Up,
+}
+
+/// The credit every stream from callee to caller ([`Way::Down`]) starts
+/// with, before any `Credit` frame: the callee may send this many bytes as
+/// soon as it opens the stream. Input streams ([`Way::Up`]) start with none
+/// and wait for the callee's first grant.
+pub const INITIAL_CREDIT: u32 = 64 * 1024;
+
 /// The number of [`Header`] kinds; a first byte at or above it is an unknown kind.
-const HEADER_KINDS: u32 = 9;
+const HEADER_KINDS: u32 = 13;
 
 /// Splits a frame body into its header and payload.
 ///

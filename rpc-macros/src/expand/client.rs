@@ -115,11 +115,22 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
     let mut params = Vec::new();
     let mut values = Vec::new();
     let mut types = Vec::new();
+    let mut input = None;
     for (i, arg) in method.args.iter().enumerate() {
         if arg.context {
             continue;
         }
         let name = arg_name(arg, i);
+        if let Some(item) = &arg.stream {
+            let item = concrete(item, &service.self_ty);
+            params.push(quote! {
+                #name: impl ::rpc_core::__private::Stream<Item = #item>
+                    + ::core::marker::Send
+                    + 'static
+            });
+            input = Some(name);
+            continue;
+        }
         let ty = concrete(&arg.ty, &service.self_ty);
         params.push(quote!(#name: #ty));
         if is_byte_vec(&arg.ty) {
@@ -146,15 +157,62 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
     // Only the bounds of the returned future, checked at `.await`, are still
     // reported at the attribute; `type_checks` points at the exact type.
     let args_ty = spanned_tuple(quote!(#(#types,)*), method.params_span());
-    let call = quote! {
-        ::rpc_core::__private::call::<#args_ty, #decoded>(
-            &self.__peer,
-            &self.__targets[#index],
-            &(#(#values,)*),
-            self.__timeout,
-        )
-        .await
-        #unwrap
+    let stream_item = method
+        .stream_output()
+        .map(|item| concrete(item, &service.self_ty));
+    let (ret, call) = match (&stream_item, &input) {
+        (Some(item), None) => (
+            quote!(::rpc_core::__private::RpcStream<#item>),
+            quote! {
+                ::rpc_core::__private::call_stream::<#args_ty, #item>(
+                    &self.__peer,
+                    &self.__targets[#index],
+                    &(#(#values,)*),
+                    self.__timeout,
+                )
+                .await
+            },
+        ),
+        (Some(item), Some(input)) => (
+            quote!(::rpc_core::__private::RpcStream<#item>),
+            quote! {
+                ::rpc_core::__private::call_duplex::<#args_ty, #item, _>(
+                    &self.__peer,
+                    &self.__targets[#index],
+                    &(#(#values,)*),
+                    #input,
+                    self.__timeout,
+                )
+                .await
+            },
+        ),
+        (None, Some(input)) => (
+            ret,
+            quote! {
+                ::rpc_core::__private::call_with_input::<#args_ty, #decoded, _>(
+                    &self.__peer,
+                    &self.__targets[#index],
+                    &(#(#values,)*),
+                    #input,
+                    self.__timeout,
+                )
+                .await
+                #unwrap
+            },
+        ),
+        (None, None) => (
+            ret,
+            quote! {
+                ::rpc_core::__private::call::<#args_ty, #decoded>(
+                    &self.__peer,
+                    &self.__targets[#index],
+                    &(#(#values,)*),
+                    self.__timeout,
+                )
+                .await
+                #unwrap
+            },
+        ),
     };
 
     quote! {

@@ -89,6 +89,7 @@ fn arm(index: usize, method: &Method) -> TokenStream {
         .map(|arg| match (arg.context, method.is_async()) {
             (true, true) => quote!(__context),
             (true, false) => quote!(__call.context()),
+            (false, _) if arg.stream.is_some() => quote!(__input),
             (false, _) => match wire.next() {
                 Some((name, true)) => quote!(#name.into_inner()),
                 Some((name, false)) => quote!(#name),
@@ -109,6 +110,27 @@ fn arm(index: usize, method: &Method) -> TokenStream {
             }
         };
     };
+
+    // The caller's stream, opened (and granted its first credit) before
+    // the handler runs.
+    let decode = match method.input() {
+        Some(arg) => {
+            let item = arg.stream.as_ref().map(|t| t.to_token_stream());
+            quote! {
+                #decode
+                let __input = match __call.input::<#item>() {
+                    ::core::result::Result::Ok(__input) => __input,
+                    ::core::result::Result::Err(__error) => {
+                        return ::rpc_core::__private::Handled::Done(__call.fail(__error));
+                    }
+                };
+            }
+        }
+        None => decode,
+    };
+    if method.stream_output().is_some() {
+        return stream_arm(&index, method, &call, &decode);
+    }
 
     // The reply names the return type as the user wrote it, so that a type
     // that cannot be encoded is reported at that type.
@@ -164,6 +186,43 @@ fn arm(index: usize, method: &Method) -> TokenStream {
                 #decode
                 #run
             }
+        }
+    }
+}
+
+/// The arm of a method that returns a stream: the call is answered with
+/// the stream, which then runs to its end in the handler's task.
+fn stream_arm(
+    index: &Literal,
+    method: &Method,
+    call: &TokenStream,
+    decode: &TokenStream,
+) -> TokenStream {
+    let ident = method.ident();
+    let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
+    let context = method
+        .args
+        .iter()
+        .any(|arg| arg.context && method.is_async())
+        .then(|| quote!(let __context = __call.context();));
+    let run = if method.is_async() {
+        quote! {
+            #pending(async move {
+                let __ret = #call.await;
+                __call.stream(__ret).await
+            })
+        }
+    } else {
+        quote! {
+            let __ret = #call;
+            #pending(__call.stream(__ret))
+        }
+    };
+    quote! {
+        #index => {
+            #decode
+            #context
+            #run
         }
     }
 }

@@ -48,7 +48,20 @@ fn type_checks(service: &Service) -> TokenStream {
                 const _: fn() = ::rpc_core::__private::assert_arg::<#ty>;
             });
         }
-        if let Some(ret) = method.output() {
+        if let Some(item) = method.input().and_then(|arg| arg.stream.as_ref()) {
+            let ty = concrete(item, &service.self_ty);
+            out.extend(quote_spanned! {item.span()=>
+                #(#cfgs)*
+                const _: fn() = ::rpc_core::__private::assert_arg::<#ty>;
+            });
+        }
+        if let Some(item) = method.stream_output() {
+            let ty = concrete(item, &service.self_ty);
+            out.extend(quote_spanned! {item.span()=>
+                #(#cfgs)*
+                const _: fn() = ::rpc_core::__private::assert_ret::<#ty>;
+            });
+        } else if let Some(ret) = method.output() {
             let ty = concrete(ret, &service.self_ty);
             out.extend(quote_spanned! {ret.span()=>
                 #(#cfgs)*

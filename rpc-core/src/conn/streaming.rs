@@ -1,0 +1,246 @@
+//! Calls with streams, on the connection: a call out that returns or takes
+//! a stream, and the connection as a stream end sees it ([`Port`]).
+//!
+//! Owns: the order of a streaming call (ends opened before the call frame
+//! is queued, so nothing that arrives is lost; closed again if the call
+//! fails), the slot a returned stream keeps, and the frames a stream end
+//! queues. The credit itself is `streams`' business.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::pending::CallGuard;
+use super::streams::Next;
+use super::{lock, within, Conn};
+use crate::dispatch::Kind;
+use crate::error::{RemoteError, RpcError};
+use crate::stream::{AbortOnDrop, Port};
+use crate::wire::{Header, Payload, Way};
+
+/// Starts the pump of a call's input, given the connection and the call id.
+pub(crate) type InputPump = Box<dyn FnOnce(Arc<dyn Port>, u64) -> BoxFuture<'static, ()> + Send>;
+
+/// A streaming call that was answered.
+pub(crate) struct Streaming {
+    /// The reply's payload.
+    pub(crate) payload: Bytes,
+    /// The call's id, which names its streams.
+    pub(crate) id: u64,
+    /// The task sending the call's input, if it has one and returns a
+    /// stream (it goes on while the stream is read).
+    pub(crate) input: Option<AbortOnDrop>,
+}
+
+/// Closes the ends of a streaming call that did not get its answer (it
+/// failed, timed out, or its future was dropped).
+struct EndsGuard<'a> {
+    conn: &'a Conn,
+    id: u64,
+    output: bool,
+    input: bool,
+    armed: bool,
+}
+
+impl Drop for EndsGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut streams = lock(&self.conn.streams);
+            if self.output {
+                streams.close_inlet(Way::Down, self.id);
+            }
+            if self.input {
+                streams.close_outlet(Way::Up, self.id);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Makes a call with streams: `output` when it returns one, `input`
+    /// when it takes one (pumped in a task of its own from the moment the
+    /// call is queued). Waits for the reply until `deadline`. On success
+    /// with `output`, the call keeps its slot: the returned stream gives it
+    /// back when it ends.
+    pub(crate) async fn call_streaming<A: Serialize + ?Sized>(
+        self: &Arc<Self>,
+        target: &str,
+        args: &A,
+        deadline: Option<tokio::time::Instant>,
+        output: bool,
+        input: Option<InputPump>,
+    ) -> Result<Streaming, RpcError> {
+        let slot = self.slot(deadline).await?;
+        let (id, rx) = self.pending.insert()?;
+        let mut guard = CallGuard::new(&self.pending, &self.out, id);
+        let mut ends = EndsGuard {
+            conn: self,
+            id,
+            output,
+            input: input.is_some(),
+            armed: true,
+        };
+        {
+            let mut streams = lock(&self.streams);
+            let opened = (!output || streams.open_inlet(Way::Down, id).is_some())
+                && (input.is_none() || streams.open_outlet(Way::Up, id));
+            if !opened {
+                drop(streams);
+                return Err(self.closed_error());
+            }
+        }
+        let header = Header::Call {
+            id,
+            target,
+            timeout_ms: super::timeout_ms(deadline),
+        };
+        self.out
+            .push(&header, args)
+            .map_err(|e| self.push_failed(e))?;
+        guard.sent();
+        let port: Arc<dyn Port> = self.clone();
+        let pump = input.map(|start| AbortOnDrop(tokio::spawn(start(port, id)).abort_handle()));
+        let reply = match deadline {
+            Some(d) => within(d, rx).await?,
+            None => rx.await,
+        };
+        guard.done();
+        let payload = reply.unwrap_or_else(|_| Err(self.closed_error()))?;
+        if output {
+            ends.armed = false;
+            slot.keep();
+        } else {
+            // The callee answered: it reads no more input.
+            drop(pump);
+            return Ok(Streaming {
+                payload,
+                id,
+                input: None,
+            });
+        }
+        Ok(Streaming {
+            payload,
+            id,
+            input: pump,
+        })
+    }
+}
+
+impl Port for Conn {
+    /// The callee's side: opens the stream call `id` returns (and answers
+    /// the call with an empty reply, which tells the caller it is open), or
+    /// the stream it takes (and grants the caller its first credit).
+    fn open_served(&self, way: Way, id: u64) -> Result<(), RemoteError> {
+        let limit = self.max_streams;
+        let mut streams = lock(&self.streams);
+        if streams.serving() >= limit {
+            return Err(RemoteError::TooManyStreams {
+                limit: limit as u64,
+            });
+        }
+        let grant = match way {
+            Way::Down => streams.open_outlet(way, id).then_some(0),
+            Way::Up => streams.open_inlet(way, id),
+        };
+        drop(streams);
+        let Some(grant) = grant else {
+            return Err(RemoteError::Failed(format!(
+                "stream {way:?} of call {id} is already open, or the connection is closing"
+            )));
+        };
+        let queued = match way {
+            Way::Down => self.out.push(&Header::Reply { id }, &()),
+            Way::Up => self.out.push_bare(&Header::Credit {
+                id,
+                way,
+                bytes: grant,
+            }),
+        };
+        queued.map_err(|e| RemoteError::Failed(self.push_failed(e).to_string()))
+    }
+
+    fn poll_item(
+        &self,
+        way: Way,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, RpcError>>> {
+        let next = lock(&self.streams).next(way, id, cx.waker());
+        match next {
+            Next::Item(item, grant) => {
+                if let Some(bytes) = grant {
+                    let _ = self.out.push_bare(&Header::Credit { id, way, bytes });
+                }
+                Poll::Ready(Some(Ok(item)))
+            }
+            Next::End(Ok(())) => Poll::Ready(None),
+            Next::End(Err(e)) => Poll::Ready(Some(Err(e))),
+            Next::Wait => Poll::Pending,
+        }
+    }
+
+    fn close_inlet(&self, way: Way, id: u64, release_slot: bool) {
+        let unfinished = {
+            let mut streams = lock(&self.streams);
+            if way == Way::Down {
+                // The call is over for its caller: so is its input.
+                streams.close_outlet(Way::Up, id);
+            }
+            streams.close_inlet(way, id)
+        };
+        if unfinished {
+            // The stream a call returns ends with the call: cancel it. The
+            // callee's input is the caller's business: ask it to stop.
+            let stop = match way {
+                Way::Down => Header::Cancel { id },
+                Way::Up => Header::Stop { id },
+            };
+            let _ = self.out.push_bare(&stop);
+        }
+        if release_slot {
+            self.slots.release_one();
+        }
+    }
+
+    fn poll_send(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<bool> {
+        match lock(&self.streams).may_send(way, id, cx.waker()) {
+            None => return Poll::Ready(false),
+            Some(false) => return Poll::Pending,
+            Some(true) => {}
+        }
+        self.out.poll_stream_space(cx).map(|()| true)
+    }
+
+    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<(), RpcError> {
+        let size = self
+            .out
+            .push_counted(&Header::Item { id, way }, item)
+            .map_err(|e| self.push_failed(e))?;
+        lock(&self.streams).sent(way, id, size);
+        Ok(())
+    }
+
+    fn forget_outlet(&self, way: Way, id: u64) {
+        lock(&self.streams).close_outlet(way, id);
+    }
+
+    fn send_end(&self, way: Way, id: u64, error: Option<&RemoteError>) {
+        lock(&self.streams).close_outlet(way, id);
+        let header = Header::End { id, way };
+        let queued = match way {
+            // The end of the stream a call returns ends the call: it gives
+            // up its place among the calls in flight once the end is
+            // queued, as an answer does.
+            Way::Down => self
+                .out
+                .push_then(&header, &error, || self.admission.release(Kind::Call)),
+            Way::Up => self.out.push(&header, &error),
+        };
+        if let Err(e) = queued {
+            let _ = self.push_failed(e);
+        }
+    }
+}
