@@ -63,6 +63,7 @@ mod context;
 mod dispatch;
 mod error;
 mod handshake;
+mod identity;
 mod peer;
 mod wire;
 
@@ -86,5 +87,6 @@ pub use config::PeerConfig;
 pub use context::CallContext;
 pub use dispatch::{CloseFuture, Handled, HandlerFuture, Incoming, Registry, Replied, Service};
 pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
+pub use identity::{AttachOptions, PeerIdentity};
 pub use peer::{Peer, Side, Status, WeakPeer};
 pub use rpc_macros::expose;
