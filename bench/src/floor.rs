@@ -238,6 +238,27 @@ impl Backend for Floor {
                 };
                 Ok((local, accept.boxed()))
             }
+            Endpoint::Tls { addr, .. } => {
+                let listener = TcpListener::bind(addr).await?;
+                let local = Endpoint::Tls {
+                    addr: listener.local_addr()?,
+                    ca: Vec::new(),
+                };
+                let acceptor = crate::tls::acceptor()?;
+                let accept = async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let _ = stream.set_nodelay(true);
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let (r, w) = tokio::io::split(tls);
+                                serve_conn(r, w).await;
+                            }
+                        });
+                    }
+                };
+                Ok((local, accept.boxed()))
+            }
         }
     }
 
@@ -251,6 +272,11 @@ impl Backend for Floor {
             }
             Endpoint::Unix(path) => {
                 let (r, w) = UnixStream::connect(path).await?.into_split();
+                Ok(FloorClient::start(r, w))
+            }
+            Endpoint::Tls { addr, ca } => {
+                let tls = crate::tls::connect(*addr, ca, true).await?;
+                let (r, w) = tokio::io::split(tls);
                 Ok(FloorClient::start(r, w))
             }
         }

@@ -25,13 +25,22 @@ use crate::sys;
 /// Any error of a run, as text or as a boxed error.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where a server listens: `tcp://ip:port` or `unix:///path`.
+/// Where a server listens: `tcp://ip:port`, `unix:///path`, or
+/// `tls://ip:port` (TLS over TCP).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     /// A TCP socket address.
     Tcp(SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
+    /// TLS over TCP.
+    Tls {
+        /// The TCP socket address.
+        addr: SocketAddr,
+        /// The CA certificate (DER) the client trusts: the one the server
+        /// process made (see [`crate::tls`]). Empty on the server side.
+        ca: Vec<u8>,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -39,6 +48,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
             Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
+            Endpoint::Tls { addr, .. } => write!(f, "tls://{addr}"),
         }
     }
 }
@@ -51,8 +61,16 @@ impl FromStr for Endpoint {
             Ok(Endpoint::Tcp(addr.parse()?))
         } else if let Some(path) = s.strip_prefix("unix://") {
             Ok(Endpoint::Unix(PathBuf::from(path)))
+        } else if let Some(addr) = s.strip_prefix("tls://") {
+            Ok(Endpoint::Tls {
+                addr: addr.parse()?,
+                ca: Vec::new(),
+            })
         } else {
-            Err(format!("not an endpoint (tcp://ip:port or unix:///path): {s:?}").into())
+            Err(
+                format!("not an endpoint (tcp://ip:port, unix:///path or tls://ip:port): {s:?}")
+                    .into(),
+            )
         }
     }
 }
@@ -64,6 +82,9 @@ pub(crate) enum Transport {
     Tcp,
     /// A Unix stream socket in the temp directory.
     Unix,
+    /// TLS 1.3 over TCP loopback (rustls with ring), with a certificate the
+    /// server makes at start.
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -71,6 +92,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -267,6 +289,10 @@ pub(crate) fn serve<B: Backend>(listen: &Endpoint, threads: usize) -> Result<(),
     rt.block_on(async {
         let (local, serving) = B::bind(listen).await?;
         println!("{local}");
+        if let Endpoint::Tls { .. } = local {
+            // What the client must trust, on the next line.
+            println!("{}", crate::tls::ca_line()?);
+        }
         serving.await;
         Ok(())
     })
@@ -296,6 +322,13 @@ impl ServerProcess {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let (listen, unix_path) = match transport {
             Transport::Tcp => (Endpoint::Tcp(([127, 0, 0, 1], 0).into()), None),
+            Transport::Tls => (
+                Endpoint::Tls {
+                    addr: ([127, 0, 0, 1], 0).into(),
+                    ca: Vec::new(),
+                },
+                None,
+            ),
             Transport::Unix => {
                 let n = SEQ.fetch_add(1, Ordering::Relaxed);
                 let path = std::env::temp_dir().join(format!(
@@ -321,10 +354,22 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()?;
         let mut line = String::new();
+        let mut ca_line = String::new();
         if let Some(out) = child.stdout.take() {
-            BufReader::new(out).read_line(&mut line)?;
+            let mut out = BufReader::new(out);
+            out.read_line(&mut line)?;
+            if transport == Transport::Tls {
+                out.read_line(&mut ca_line)?;
+            }
         }
-        let addr = match line.trim().parse() {
+        let parsed = line.trim().parse().and_then(|addr| match addr {
+            Endpoint::Tls { addr, .. } => Ok(Endpoint::Tls {
+                addr,
+                ca: crate::tls::parse_ca_line(&ca_line)?,
+            }),
+            other => Ok(other),
+        });
+        let addr = match parsed {
             Ok(addr) => addr,
             Err(e) => {
                 let _ = child.kill();

@@ -6,6 +6,7 @@
 //! cargo run --release -p rpc-bench                      # every scenario, tcp + unix
 //! cargo run --release -p rpc-bench -- --only seq-add --pin
 //! cargo run --release -p rpc-bench -- --impls tarpc,floor --transports unix
+//! cargo run --release -p rpc-bench -- --only par-add,echo-1k --transports tcp,tls
 //! cargo run --release -p rpc-bench -- idle-mem --impl ours --conns 10000
 //! ```
 //!
@@ -17,6 +18,7 @@ mod ours;
 mod report;
 mod sys;
 mod tarpc_impl;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -125,7 +127,8 @@ struct RunArgs {
         default_value = "tarpc,floor,ours"
     )]
     impls: Vec<Impl>,
-    /// Transports to run (comma-separated).
+    /// Transports to run (comma-separated; `tls` is TLS over TCP, not run
+    /// by default).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp,unix")]
     transports: Vec<Transport>,
     /// Also run seq-add with client and server pinned to CPU 0.
@@ -173,7 +176,7 @@ struct ServeArgs {
     /// Implementation to serve.
     #[arg(long = "impl", value_enum)]
     imp: Impl,
-    /// Where to listen: tcp://ip:port or unix:///path.
+    /// Where to listen: tcp://ip:port, unix:///path or tls://ip:port.
     #[arg(long)]
     listen: String,
     /// Runtime worker threads.

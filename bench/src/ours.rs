@@ -52,11 +52,28 @@ impl Backend for Ours {
     type Client = OursClient;
 
     async fn bind(listen: &Endpoint) -> Result<(Endpoint, BoxFuture<'static, ()>), BoxError> {
-        let server = rpc_transport::Server::builder()
-            .expose(Bench)
-            .bind(listen.to_string().as_str())
-            .await?;
-        let local: Endpoint = server.local_addr().to_string().parse()?;
+        let builder = rpc_transport::Server::builder().expose(Bench);
+        let (server, local) = match listen {
+            Endpoint::Tls { addr, .. } => {
+                let server = builder
+                    .tls(crate::tls::server_config()?)
+                    .bind(format!("tcp://{addr}"))
+                    .await?;
+                let rpc_transport::Address::Tcp(bound) = server.local_addr() else {
+                    return Err("a TLS server bound a non-TCP address".into());
+                };
+                let local = Endpoint::Tls {
+                    addr: bound.parse()?,
+                    ca: Vec::new(),
+                };
+                (server, local)
+            }
+            _ => {
+                let server = builder.bind(listen.to_string().as_str()).await?;
+                let local: Endpoint = server.local_addr().to_string().parse()?;
+                (server, local)
+            }
+        };
         // The server accepts in its own tasks; keep it alive for as long
         // as the process serves.
         let hold = async move {
@@ -67,7 +84,15 @@ impl Backend for Ours {
     }
 
     async fn connect(addr: &Endpoint) -> Result<OursClient, BoxError> {
-        let peer = rpc_transport::connect(addr.to_string().as_str()).await?;
+        let peer = match addr {
+            Endpoint::Tls { addr, ca } => {
+                let tls = crate::tls::client_config(ca)?;
+                rpc_transport::connect(format!("tcp://{addr}"))
+                    .tls(tls, crate::tls::SERVER_NAME)
+                    .await?
+            }
+            _ => rpc_transport::connect(addr.to_string().as_str()).await?,
+        };
         Ok(OursClient {
             stub: BenchClient::new(&peer),
         })

@@ -9,7 +9,7 @@ use std::future::Future;
 use futures::future::{self, BoxFuture};
 use futures::{FutureExt, StreamExt};
 use tarpc::context;
-use tarpc::serde_transport::{tcp, unix};
+use tarpc::serde_transport::{self, tcp, unix};
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 
@@ -37,6 +37,14 @@ impl BenchSvc for Svc {
         data
     }
 }
+
+/// tarpc's transport on the server side of a TLS connection.
+type ServerTransport = serde_transport::Transport<
+    crate::tls::ServerStream,
+    tarpc::ClientMessage<BenchSvcRequest>,
+    tarpc::Response<BenchSvcResponse>,
+    Bincode<tarpc::ClientMessage<BenchSvcRequest>, tarpc::Response<BenchSvcResponse>>,
+>;
 
 /// tarpc, as a [`Backend`].
 pub(crate) struct Tarpc;
@@ -91,6 +99,33 @@ impl Backend for Tarpc {
                     });
                 Ok((local, serve.boxed()))
             }
+            Endpoint::Tls { addr, .. } => {
+                // The serde transport over a TLS stream, framed as its TCP
+                // transport is (and, like it, without TCP_NODELAY).
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let local = Endpoint::Tls {
+                    addr: listener.local_addr()?,
+                    ca: Vec::new(),
+                };
+                let acceptor = crate::tls::acceptor()?;
+                let serve = async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let transport: ServerTransport =
+                                serde_transport::Transport::from((tls, Bincode::default()));
+                            BaseChannel::with_defaults(transport)
+                                .execute(Svc.serve())
+                                .for_each(spawn)
+                                .await;
+                        });
+                    }
+                };
+                Ok((local, serve.boxed()))
+            }
         }
     }
 
@@ -103,6 +138,11 @@ impl Backend for Tarpc {
             }
             Endpoint::Unix(path) => {
                 let transport = unix::connect(path, Bincode::default).await?;
+                BenchSvcClient::new(config, transport).spawn()
+            }
+            Endpoint::Tls { addr, ca } => {
+                let tls = crate::tls::connect(*addr, ca, false).await?;
+                let transport = serde_transport::Transport::from((tls, Bincode::default()));
                 BenchSvcClient::new(config, transport).spawn()
             }
         };

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::identity::PeerIdentity;
 use crate::peer::Peer;
 
 /// The context of one incoming call.
@@ -39,6 +40,7 @@ pub struct CallContext {
     pub(crate) peer: Peer,
     pub(crate) connection_id: u64,
     pub(crate) remote_name: Option<Arc<str>>,
+    pub(crate) peer_identity: Option<PeerIdentity>,
     pub(crate) object: Arc<str>,
     pub(crate) method: &'static str,
     pub(crate) request_id: Option<u64>,
@@ -153,6 +155,56 @@ impl CallContext {
     /// ```
     pub fn remote_name(&self) -> Option<&str> {
         self.remote_name.as_deref()
+    }
+
+    /// The certificate chain the caller proved it holds, when the
+    /// transport verified one (mutual TLS); `None` otherwise.
+    ///
+    /// It is the connection's: every call on it sees the same. With
+    /// `rpc-transport`'s `tls` feature, `rpc_transport::tls::CertificateInfo`
+    /// reads the subject and the names out of it. Unlike
+    /// [`remote_name`](Self::remote_name), which the caller merely
+    /// announces, it was checked against the server's trust roots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, AttachOptions, CallContext, Peer, PeerConfig, PeerIdentity, Registry, Side};
+    ///
+    /// pub struct Vault;
+    /// #[expose]
+    /// impl Vault {
+    ///     /// Only callers with a verified certificate get in.
+    ///     pub fn open(&self, cx: CallContext) -> Result<usize, String> {
+    ///         match cx.peer_identity() {
+    ///             Some(id) => Ok(id.certificate().len()),
+    ///             None => Err("a client certificate is required".into()),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let served = Registry::new();
+    /// served.expose(Vault);
+    /// let server = Peer::detached(served, PeerConfig::default());
+    /// // What a TLS transport would have verified (here: made-up bytes).
+    /// let verified = PeerIdentity::from_chain([vec![0x30u8, 0x03, 0x02, 0x01, 0x07]]);
+    /// let options = AttachOptions::new().peer_identity(verified);
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(a);
+    /// let side = Side::Accept { connection_id: 1 };
+    /// let (attached, client) = tokio::join!(
+    ///     server.attach_with(rd, wr, side, options, || Ok(())),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// );
+    /// attached?;
+    /// assert_eq!(VaultClient::new(&client?).open().await?, Ok(5));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.peer_identity.as_ref()
     }
 
     /// The name the called object is exposed under.

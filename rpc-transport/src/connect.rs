@@ -12,7 +12,7 @@ use rpc_core::{
 use tracing::{debug, info, warn};
 
 use crate::address::{Address, ToAddress};
-use crate::stream::{dial, ReadHalf, WriteHalf};
+use crate::stream::{dial, ClientLayer, Stream};
 
 /// Dials `addr` (`tcp://host:port` or `unix:///path`) and returns the
 /// connected [`Peer`] once awaited.
@@ -23,9 +23,11 @@ use crate::stream::{dial, ReadHalf, WriteHalf};
 ///
 /// Awaiting the [`Connect`] fails with [`RpcError::BadAddress`] for an
 /// address that does not parse, [`RpcError::Io`] when nothing listens
-/// there, [`RpcError::HandshakeTimeout`] when dialing or the handshake takes longer than the
-/// handshake timeout ([`PeerConfig::handshake_timeout`]), and the
-/// handshake's errors: [`RpcError::AuthFailed`], [`RpcError::Refused`],
+/// there (or, with [`tls`](Connect::tls), when the TLS handshake fails),
+/// [`RpcError::HandshakeTimeout`] when dialing (TLS included) or the
+/// handshake takes longer than the handshake timeout
+/// ([`PeerConfig::handshake_timeout`]), and the handshake's errors:
+/// [`RpcError::AuthFailed`], [`RpcError::Refused`],
 /// [`RpcError::VersionMismatch`], [`RpcError::Protocol`].
 ///
 /// # Examples
@@ -46,6 +48,8 @@ pub fn connect(addr: impl ToAddress) -> Connect {
         config: PeerConfig::default(),
         set: Settings::default(),
         reconnect: None,
+        #[cfg(feature = "tls")]
+        tls: None,
         running: None,
     }
 }
@@ -113,6 +117,9 @@ pub struct Connect {
     config: PeerConfig,
     set: Settings,
     reconnect: Option<Backoff>,
+    /// Set by [`tls`](Connect::tls): the configuration and the server name.
+    #[cfg(feature = "tls")]
+    tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
     /// The dialing, once polled.
     running: Option<Running>,
 }
@@ -393,15 +400,105 @@ impl Connect {
         self
     }
 
+    /// Runs the connection inside TLS, with `config`, expecting the
+    /// server's certificate to be valid for `server_name` (a DNS name or an
+    /// IP address, whatever the address dialed).
+    ///
+    /// The TLS handshake comes first, then the protocol's handshake inside
+    /// it; both count against the handshake timeout (the dial and the TLS
+    /// handshake together, then the protocol's handshake). A reconnecting
+    /// client does the TLS handshake again on every connection. With a
+    /// client certificate in `config` (mutual TLS) the server's handlers see
+    /// it as [`CallContext::peer_identity`](rpc_core::CallContext::peer_identity);
+    /// this side sees the server's as [`Peer::peer_identity`].
+    ///
+    /// Over Unix sockets too. See [`tls`](crate::tls) for the crypto
+    /// provider and a whole example with client certificates.
+    ///
+    /// # Errors
+    ///
+    /// Awaiting fails with [`RpcError::BadAddress`] when `server_name` is
+    /// neither a DNS name nor an IP address, and with [`RpcError::Io`] when
+    /// the TLS handshake fails; its message starts with `TLS handshake with
+    /// tcp://…` and names the TLS error (an unknown CA, a certificate not
+    /// valid for `server_name`, a server that rejected this side's
+    /// certificate or wanted one, a server that does not speak TLS). A
+    /// server that requires TLS answers a client without it with
+    /// [`RpcError::Refused`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::tls::rustls::{self, pki_types::PrivateKeyDer};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A self-signed server certificate for "localhost" (made here with rcgen).
+    /// let key = rcgen::KeyPair::generate()?;
+    /// let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+    /// let server_key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    /// let server_config = rustls::ServerConfig::builder()
+    ///     .with_no_client_auth()
+    ///     .with_single_cert(vec![cert.der().clone()], server_key)?;
+    /// let server = Server::builder().tls(server_config).bind("tcp://127.0.0.1:0").await?;
+    ///
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(cert.der().clone())?;
+    /// let client_config = Arc::new(
+    ///     rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth(),
+    /// );
+    /// let peer = connect(server.local_addr()).tls(client_config.clone(), "localhost").await?;
+    /// peer.ping().await?;
+    /// assert!(peer.peer_identity().is_some()); // the server's certificate
+    ///
+    /// let wrong = connect(server.local_addr()).tls(client_config, "example.com").await;
+    /// assert!(matches!(wrong, Err(RpcError::Io(e)) if e.to_string().starts_with("TLS handshake with tcp://")));
+    /// let plain = connect(server.local_addr()).await;
+    /// assert!(matches!(plain, Err(RpcError::Refused(m)) if m.contains("requires TLS")));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(
+        mut self,
+        config: impl Into<std::sync::Arc<rustls::ClientConfig>>,
+        server_name: impl Into<String>,
+    ) -> Self {
+        self.tls = Some((config.into(), server_name.into()));
+        self
+    }
+
+    /// How dialed sockets become streams, from the options set so far.
+    fn layer(&mut self) -> Result<ClientLayer, RpcError> {
+        #[cfg(feature = "tls")]
+        if let Some((config, name)) = self.tls.take() {
+            return Ok(ClientLayer {
+                tls: Some(crate::tls::ClientTls::new(config, name)?),
+            });
+        }
+        Ok(ClientLayer::default())
+    }
+
     /// Starts the dialing with the options set so far.
     fn start(&mut self) -> Running {
         let gone = || RpcError::BadAddress("this Connect was already awaited".into());
         let addr = std::mem::replace(&mut self.addr, Err(gone()));
+        let layer = self.layer();
         let registry = std::mem::take(&mut self.registry);
         let config = std::mem::take(&mut self.config);
         let set = std::mem::take(&mut self.set);
         let reconnect = self.reconnect.take();
-        Running(Box::pin(run(addr, registry, set.apply(config), reconnect)))
+        Running(Box::pin(run(
+            addr,
+            layer,
+            registry,
+            set.apply(config),
+            reconnect,
+        )))
     }
 }
 
@@ -424,22 +521,38 @@ impl Future for Connect {
 /// Dials, shakes hands, and supervises reconnection when asked to.
 async fn run(
     addr: Result<Address, RpcError>,
+    layer: Result<ClientLayer, RpcError>,
     registry: Registry,
     config: PeerConfig,
     reconnect: Option<Backoff>,
 ) -> Result<Peer, RpcError> {
     let addr = addr?;
+    let layer = layer?;
     let limit = config.handshake_time_limit();
-    let (rd, wr) = dial_within(&addr, limit).await?;
+    let stream = open_within(&addr, &layer, limit).await?;
     let peer = Peer::detached(registry, config);
     // Before the connection starts: one that ends at once must leave the
     // peer reconnecting, not closed.
     peer.set_reconnecting(reconnect.is_some());
-    peer.attach(rd, wr, Side::Connect).await?;
+    attach(&peer, stream).await?;
     if let Some(backoff) = reconnect {
-        tokio::spawn(supervise(peer.downgrade(), addr, backoff, limit));
+        tokio::spawn(supervise(peer.downgrade(), addr, layer, backoff, limit));
     }
     Ok(peer)
+}
+
+/// Runs the protocol's handshake over `stream` and makes it `peer`'s
+/// connection, with what the transport verified (a TLS identity).
+async fn attach(peer: &Peer, stream: Stream) -> Result<(), RpcError> {
+    let Stream {
+        rd,
+        wr,
+        options,
+        explain,
+    } = stream;
+    peer.attach_with(rd, wr, Side::Connect, options, || Ok(()))
+        .await
+        .map_err(|e| explain.explain(e))
 }
 
 /// Exponential backoff with jitter, for [`Connect::reconnect`].
@@ -580,16 +693,28 @@ fn random_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Dials `addr`, giving up after `limit` (a host that drops the packets
-/// would otherwise keep a TCP connect waiting for minutes).
-async fn dial_within(addr: &Address, limit: Duration) -> Result<(ReadHalf, WriteHalf), RpcError> {
-    match tokio::time::timeout(limit, dial(addr)).await {
+/// Dials `addr` and sets up the stream (the TLS handshake, when asked
+/// for), giving up after `limit` (a host that drops the packets would
+/// otherwise keep a TCP connect waiting for minutes).
+async fn open_within(
+    addr: &Address,
+    layer: &ClientLayer,
+    limit: Duration,
+) -> Result<Stream, RpcError> {
+    let open = async { layer.open(dial(addr).await?, addr).await };
+    match tokio::time::timeout(limit, open).await {
         Ok(r) => r,
         Err(_) => Err(RpcError::HandshakeTimeout(limit)),
     }
 }
 
-async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff, limit: Duration) {
+async fn supervise(
+    weak: WeakPeer,
+    addr: Address,
+    layer: ClientLayer,
+    backoff: Backoff,
+    limit: Duration,
+) {
     loop {
         let closed = match weak.upgrade() {
             Some(p) => p.closed_owned(),
@@ -611,9 +736,8 @@ async fn supervise(weak: WeakPeer, addr: Address, backoff: Backoff, limit: Durat
             if *peer.status().borrow() == Status::Closed {
                 return;
             }
-            let stream = dial_within(&addr, limit).await;
-            let result = match stream {
-                Ok((rd, wr)) => peer.attach(rd, wr, Side::Connect).await,
+            let result = match open_within(&addr, &layer, limit).await {
+                Ok(stream) => attach(&peer, stream).await,
                 Err(e) => Err(e),
             };
             match result {

@@ -6,6 +6,10 @@
 //! - [`Server`]: bind, accept, serve the exposed objects, report
 //!   connects and disconnects as [`Event`]s, shut down gracefully;
 //! - [`server_available`]: is anyone answering there?
+//! - `tls` (the cargo feature `tls`, off by default): TLS with rustls over
+//!   both kinds of socket, your own rustls configuration, and the caller's
+//!   verified certificate for handlers (mutual TLS); see the `tls` module
+//!   and `docs/tls.md`.
 //!
 //! # Examples
 //!
@@ -30,10 +34,15 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod address;
 mod connect;
 mod server;
 mod stream;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 pub use address::{Address, ToAddress};
 pub use connect::{connect, server_available, Backoff, Connect};

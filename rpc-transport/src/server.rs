@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::address::{Address, ToAddress};
-use crate::stream::{Listener, ReadHalf, SharedListener, WriteHalf};
+use crate::stream::{Listener, SharedListener, Socket, Stream};
 
 /// Events buffered per subscriber before the oldest are dropped.
 const EVENT_BUFFER: usize = 1024;
@@ -47,11 +47,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// A client connected and passed the handshake; the [`Peer`] calls it.
+    /// A client connected and passed the handshake; the [`Peer`] calls it
+    /// (and, over mutual TLS, shows its verified certificate as
+    /// [`Peer::peer_identity`]).
     Connected(Peer),
     /// A connection ended. Connections that failed the handshake (wrong
-    /// secret, version mismatch, silence) or were refused (too many
-    /// connections) are reported here too, without a `Connected` before.
+    /// secret, version mismatch, silence, a failed TLS handshake) or were
+    /// refused (too many connections, no TLS on a TLS server) are reported
+    /// here too, without a `Connected` before.
     Disconnected {
         /// The connection's id.
         id: u64,
@@ -164,6 +167,9 @@ pub struct ServerBuilder {
     /// Set by [`secret`](ServerBuilder::secret); applied over `config` at
     /// bind, so the order of the calls does not matter.
     secret: Option<Vec<u8>>,
+    /// Set by [`tls`](ServerBuilder::tls).
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The bytes a server's connections may hold together in partial frames and
@@ -195,6 +201,8 @@ impl Default for ServerBuilder {
             max_handshaking: DEFAULT_MAX_HANDSHAKING,
             max_buffered: DEFAULT_MAX_BUFFERED_BYTES,
             secret: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -342,6 +350,66 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves every connection inside TLS, with `config`.
+    ///
+    /// Each accepted connection does the TLS handshake first, then the
+    /// protocol's handshake inside it. The TLS handshake counts against
+    /// [`max_handshaking`](ServerBuilder::max_handshaking) and is bounded
+    /// by the handshake timeout
+    /// ([`PeerConfig::handshake_timeout`](rpc_core::PeerConfig::handshake_timeout)),
+    /// as the protocol's handshake after it is. When `config` verifies
+    /// client certificates (mutual TLS, with
+    /// [`WebPkiClientVerifier`](rustls::server::WebPkiClientVerifier)),
+    /// each connection's verified certificate chain is its
+    /// [`Peer::peer_identity`] and its handlers'
+    /// [`CallContext::peer_identity`](rpc_core::CallContext::peer_identity).
+    ///
+    /// A failed TLS handshake (an unknown CA, a missing or rejected client
+    /// certificate, a timeout) ends only that connection and shows in the
+    /// [`events`](Server::events) as [`Event::Disconnected`] with the
+    /// remote address and a reason naming the TLS error; a client that does
+    /// not start TLS at all is refused in the protocol it speaks
+    /// ([`RpcError::Refused`] on its side). Works over Unix sockets too.
+    /// See [`tls`](crate::tls) for the crypto provider and a whole example
+    /// with client certificates.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{DisconnectReason, RpcError};
+    /// use rpc_transport::tls::rustls::{self, pki_types::PrivateKeyDer};
+    /// use rpc_transport::{connect, Event, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A self-signed certificate for "localhost" (made here with rcgen).
+    /// let key = rcgen::KeyPair::generate()?;
+    /// let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+    /// let config = rustls::ServerConfig::builder()
+    ///     .with_no_client_auth()
+    ///     .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into()))?;
+    /// let server = Server::builder().tls(config).bind("tcp://127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    ///
+    /// // A client that trusts another CA (here: the system's none) fails...
+    /// let roots = rustls::RootCertStore::empty();
+    /// let stranger = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    /// let err = connect(server.local_addr()).tls(stranger, "localhost").await.unwrap_err();
+    /// assert!(err.to_string().contains("UnknownIssuer"));
+    /// // ...and the server says so, with where it came from.
+    /// let Some(Event::Disconnected { reason, remote, .. }) = events.recv().await else { panic!() };
+    /// assert!(matches!(reason, DisconnectReason::Io(m) if m.starts_with("TLS handshake failed")));
+    /// assert!(remote.starts_with("127.0.0.1:"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: impl Into<Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = Some(config.into());
+        self
+    }
+
     /// Refuses authenticated connections beyond `n` at once (default: no
     /// limit).
     ///
@@ -476,6 +544,8 @@ impl ServerBuilder {
             active: AtomicUsize::new(0),
             handshaking: AtomicUsize::new(0),
             listener: listener.clone(),
+            #[cfg(feature = "tls")]
+            tls: self.tls.map(crate::tls::ServerTls::new),
         });
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
         info!(addr = %inner.addr, "listening");
@@ -501,6 +571,9 @@ struct Inner {
     active: AtomicUsize,
     /// Connections in their handshake, against `max_handshaking`.
     handshaking: AtomicUsize,
+    /// TLS for every connection, when configured.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 /// A listening server.
@@ -795,10 +868,10 @@ async fn accept_loop(inner: Arc<Inner>, listener: Arc<SharedListener>) {
     loop {
         match listener.accept().await {
             Ok(None) => return,
-            Ok(Some((rd, wr, remote))) => {
+            Ok(Some((socket, remote))) => {
                 let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("rpc.connection", connection_id = id, %remote);
-                tokio::spawn(serve(inner.clone(), id, rd, wr, remote).instrument(span));
+                tokio::spawn(serve(inner.clone(), id, socket, remote).instrument(span));
             }
             Err(e) if out_of_descriptors(&e) => {
                 let shed = match spare.take() {
@@ -854,9 +927,16 @@ fn open_spare() -> Option<std::fs::File> {
 /// and closes it; where it came from, if one was accepted.
 async fn turn_away_one(inner: &Inner, listener: &SharedListener) -> Option<String> {
     let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-    let Ok(Ok(Some((mut rd, mut wr, remote)))) = accepted else {
+    let Ok(Ok(Some((socket, remote)))) = accepted else {
         return None;
     };
+    // A TLS dialer could not read a refusal without a TLS handshake, which
+    // is more than a server out of descriptors should spend: it is closed.
+    #[cfg(feature = "tls")]
+    if inner.tls.is_some() {
+        return Some(remote);
+    }
+    let (mut rd, mut wr) = socket.into_halves();
     let refusal = RpcError::Refused(OUT_OF_DESCRIPTORS.into());
     let told = async {
         let _ = Peer::turn_away(&mut wr, &inner.config, &refusal).await;
@@ -922,7 +1002,44 @@ fn full(inner: &Inner, handshaking: usize) -> Option<String> {
     }
 }
 
-async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: String) {
+/// What an accepted socket became once the server's layer (TLS, when
+/// configured) had its say.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+enum Opened {
+    /// Ready for the protocol's handshake.
+    Ready(Stream),
+    /// A client that did not start TLS on a TLS server, as it came.
+    NotTls(Stream),
+    /// The TLS handshake failed; why.
+    Failed(DisconnectReason),
+}
+
+/// What a client that does not start TLS on a TLS server is told.
+#[cfg(feature = "tls")]
+const TLS_REQUIRED: &str = "this server requires TLS and the client did not start a TLS handshake";
+
+/// Sets up the stream over an accepted socket: the TLS handshake first when
+/// the server has TLS, within the handshake timeout.
+async fn open(inner: &Inner, socket: Socket) -> Opened {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &inner.tls {
+        use crate::tls::Accepted;
+        let limit = inner.config.handshake_time_limit();
+        return match tokio::time::timeout(limit, tls.accept(socket)).await {
+            Ok(Ok(Accepted::Tls(stream))) => Opened::Ready(stream),
+            Ok(Ok(Accepted::Plain(stream))) => Opened::NotTls(stream),
+            Ok(Err(reason)) => Opened::Failed(reason),
+            Err(_) => Opened::Failed(DisconnectReason::Protocol(format!(
+                "the TLS handshake did not finish within {limit:?}"
+            ))),
+        };
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = inner;
+    Opened::Ready(Stream::plain(socket))
+}
+
+async fn serve(inner: Arc<Inner>, id: u64, socket: Socket, remote: String) {
     let disconnected = |reason| Event::Disconnected {
         id,
         reason,
@@ -931,7 +1048,16 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: 
     let handshaking = Counted(&inner.handshaking);
     let shaking = inner.handshaking.fetch_add(1, Ordering::AcqRel) + 1;
     if let Some(why) = full(&inner, shaking) {
-        let refusal = Peer::refuse(rd, wr, &inner.config, RpcError::Refused(why.clone()));
+        // Over TLS the refusal goes inside TLS, so the client can read it;
+        // all within the time a refusal may take.
+        let refusal = async {
+            let stream = match open(&inner, socket).await {
+                Opened::Ready(stream) | Opened::NotTls(stream) => stream,
+                Opened::Failed(reason) => return RpcError::Protocol(reason.to_string()),
+            };
+            let refused = RpcError::Refused(why.clone());
+            Peer::refuse(stream.rd, stream.wr, &inner.config, refused).await
+        };
         let e = tokio::time::timeout(REFUSAL_TIME, refusal).await;
         warn!(%remote, reason = %why, outcome = ?e, "connection refused");
         let _ = inner
@@ -939,6 +1065,36 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: 
             .send(disconnected(DisconnectReason::Refused(why)));
         return;
     }
+    let stream = match open(&inner, socket).await {
+        Opened::Ready(stream) => stream,
+        Opened::NotTls(stream) => {
+            #[cfg(feature = "tls")]
+            {
+                // Told in the protocol it speaks: a plain client of this
+                // protocol reads a clear refusal.
+                let why = TLS_REQUIRED.to_string();
+                let refusal = Peer::refuse(
+                    stream.rd,
+                    stream.wr,
+                    &inner.config,
+                    RpcError::Refused(why.clone()),
+                );
+                let e = tokio::time::timeout(REFUSAL_TIME, refusal).await;
+                warn!(%remote, outcome = ?e, "connection refused: the client did not start TLS");
+                let _ = inner
+                    .events
+                    .send(disconnected(DisconnectReason::Refused(why)));
+            }
+            #[cfg(not(feature = "tls"))]
+            drop(stream);
+            return;
+        }
+        Opened::Failed(reason) => {
+            warn!(%remote, %reason, "TLS handshake failed");
+            let _ = inner.events.send(disconnected(reason));
+            return;
+        }
+    };
     // The peer is listed before its connection starts serving, so that a
     // handler of the client's very first call finds it with `server.peer(id)`.
     let peer = Peer::detached(inner.registry.layered(), inner.config.clone());
@@ -960,7 +1116,9 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: 
             _ => Ok(()),
         }
     };
-    let attached = peer.attach_checked(rd, wr, side, admit).await;
+    let attached = peer
+        .attach_with(stream.rd, stream.wr, side, stream.options, admit)
+        .await;
     drop(handshaking);
     if let Err(e) = attached {
         drop(counted);
@@ -973,6 +1131,7 @@ async fn serve(inner: Arc<Inner>, id: u64, rd: ReadHalf, wr: WriteHalf, remote: 
                 theirs: *theirs,
             },
             RpcError::Io(e) => DisconnectReason::Io(e.to_string()),
+            RpcError::Protocol(m) => DisconnectReason::Protocol(m.clone()),
             // Closed while shaking hands: by a shutdown, say.
             RpcError::ConnectionClosed(reason) => reason.clone(),
             other => DisconnectReason::Protocol(other.to_string()),

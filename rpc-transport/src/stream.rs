@@ -1,9 +1,13 @@
-//! Dialing and accepting sockets, split into owned halves.
+//! Dialing and accepting sockets; a connected [`Socket`], whole (for TLS to
+//! wrap) or split into owned halves; the [`Stream`] the protocol runs over.
 
+use std::io;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use rpc_core::{IoError, RpcError};
-use tokio::io::{AsyncRead, AsyncWrite};
+use rpc_core::{AttachOptions, IoError, RpcError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::address::Address;
@@ -13,26 +17,164 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
 /// The write half of a socket.
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
 
-fn halves_tcp(s: TcpStream) -> (ReadHalf, WriteHalf) {
-    // Small calls must not wait for Nagle's algorithm.
-    let _ = s.set_nodelay(true);
-    let (r, w) = s.into_split();
-    (Box::new(r), Box::new(w))
+/// A connected socket of either kind. TCP sockets have `TCP_NODELAY` set
+/// from the start, so TLS over them gets it too.
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
-fn halves_unix(s: UnixStream) -> (ReadHalf, WriteHalf) {
-    let (r, w) = s.into_split();
-    (Box::new(r), Box::new(w))
+impl Socket {
+    fn tcp(s: TcpStream) -> Socket {
+        // Small calls must not wait for Nagle's algorithm.
+        let _ = s.set_nodelay(true);
+        Socket::Tcp(s)
+    }
+
+    /// Splits into owned halves (no lock between them).
+    pub(crate) fn into_halves(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Socket::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Socket::Unix(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
 }
 
-/// Opens a stream to `addr`.
-pub(crate) async fn dial(addr: &Address) -> Result<(ReadHalf, WriteHalf), RpcError> {
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Tcp(s) => s.is_write_vectored(),
+            Socket::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The byte stream the protocol runs over once the transport has set it up
+/// (a plain socket, or TLS over one), and what the transport learnt.
+pub(crate) struct Stream {
+    pub(crate) rd: ReadHalf,
+    pub(crate) wr: WriteHalf,
+    /// The verified identity of the other end, for the connection.
+    pub(crate) options: AttachOptions,
+    /// What a failed handshake over this stream really was.
+    pub(crate) explain: Explain,
+}
+
+impl Stream {
+    /// A plain socket: nothing verified.
+    pub(crate) fn plain(socket: Socket) -> Stream {
+        let (rd, wr) = socket.into_halves();
+        Stream {
+            rd,
+            wr,
+            options: AttachOptions::new(),
+            explain: Explain::default(),
+        }
+    }
+}
+
+/// Turns the error of a failed protocol handshake into the transport's
+/// error behind it, where the transport saw one (a TLS alert, say).
+#[derive(Default)]
+pub(crate) struct Explain {
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsExplain>,
+}
+
+impl Explain {
+    /// `e`, or what caused it.
+    pub(crate) fn explain(&self, e: RpcError) -> RpcError {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.explain(e);
+        }
+        e
+    }
+}
+
+/// How the dialing side turns a socket into the stream the protocol runs
+/// over: as it is, or inside TLS.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientLayer {
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::ClientTls>,
+}
+
+impl ClientLayer {
+    /// Sets up the stream over a socket just dialed to `addr`.
+    pub(crate) async fn open(&self, socket: Socket, addr: &Address) -> Result<Stream, RpcError> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.connect(socket, addr).await;
+        }
+        let _ = addr;
+        Ok(Stream::plain(socket))
+    }
+}
+
+/// Opens a socket to `addr`.
+pub(crate) async fn dial(addr: &Address) -> Result<Socket, RpcError> {
     match addr {
         Address::Tcp(hp) => {
             let s = TcpStream::connect(hp.as_str())
                 .await
                 .map_err(|e| RpcError::Io(IoError::new(format!("connecting to tcp://{hp}"), e)))?;
-            Ok(halves_tcp(s))
+            Ok(Socket::tcp(s))
         }
         Address::Unix(p) => {
             let s = UnixStream::connect(p).await.map_err(|e| {
@@ -41,7 +183,7 @@ pub(crate) async fn dial(addr: &Address) -> Result<(ReadHalf, WriteHalf), RpcErr
                     e,
                 ))
             })?;
-            Ok(halves_unix(s))
+            Ok(Socket::Unix(s))
         }
     }
 }
@@ -74,21 +216,16 @@ impl Listener {
         }
     }
 
-    /// Polls for the next connection; gives its halves and a printable
+    /// Polls for the next connection; gives its socket and a printable
     /// description of the remote.
-    fn poll_accept(
-        &self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<(ReadHalf, WriteHalf, String)>> {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, String)>> {
         match self {
-            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, remote)| {
-                let (r, w) = halves_tcp(s);
-                (r, w, remote.to_string())
-            }),
-            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, _)| {
-                let (r, w) = halves_unix(s);
-                (r, w, "unix peer".to_string())
-            }),
+            Listener::Tcp(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, remote)| (Socket::tcp(s), remote.to_string())),
+            Listener::Unix(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, _)| (Socket::Unix(s), "unix peer".to_string())),
         }
     }
 }
@@ -105,12 +242,12 @@ impl SharedListener {
 
     /// The next connection, or `None` once closed. The lock is held only
     /// while polling, never across a wait.
-    pub(crate) async fn accept(&self) -> std::io::Result<Option<(ReadHalf, WriteHalf, String)>> {
+    pub(crate) async fn accept(&self) -> io::Result<Option<(Socket, String)>> {
         std::future::poll_fn(|cx| {
             let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
             match &*guard {
                 Some(l) => l.poll_accept(cx).map_ok(Some),
-                None => std::task::Poll::Ready(Ok(None)),
+                None => Poll::Ready(Ok(None)),
             }
         })
         .await

@@ -2,6 +2,7 @@
 //! every test, and log output when `RUST_LOG` is set.
 
 pub mod fixtures;
+pub mod pki;
 pub mod raw;
 pub mod streams;
 
@@ -57,6 +58,9 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/transports.md")]
     pub struct Transports;
+
+    #[doc = include_str!("../../docs/tls.md")]
+    pub struct Tls;
 
     #[doc = include_str!("../../docs/tracing.md")]
     pub struct Tracing;

@@ -7,6 +7,11 @@
 //! `cargo run -p rpc-examples --bin echo_client` (with the same `--port`,
 //! `--unix` or `--secret-file` flags as the server, if any; or `RPC_SECRET`
 //! in the environment).
+//!
+//! Against a TLS server, give `--tls-ca ca.pem` (the CA to trust) and, when
+//! the server requires client certificates, `--tls-cert client.pem
+//! --tls-key client.key.pem`; `--tls-name` is the name the server's
+//! certificate must carry (default: `--host`, or `localhost` with `--unix`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use rpc_core::RpcError;
 use rpc_examples::echo::{EchoClient, EchoError};
+use rpc_transport::tls::CertificateInfo;
 use rpc_transport::Address;
 
 #[derive(Parser)]
@@ -36,6 +42,42 @@ struct Args {
     /// Only check whether a server answers at the address.
     #[arg(long)]
     probe: bool,
+    /// Connect over TLS, trusting this CA (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// The client certificate for a server that requires one (PEM; with
+    /// `--tls-key` and `--tls-ca`).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: `--host`, or
+    /// `localhost` with `--unix`).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_name: Option<String>,
+}
+
+/// The TLS options of the command line.
+struct Tls {
+    ca: PathBuf,
+    identity: Option<(PathBuf, PathBuf)>,
+    name: String,
+}
+
+impl Args {
+    /// TLS, when `--tls-ca` was given.
+    fn tls(&self) -> Option<Tls> {
+        let default_name = match self.unix {
+            Some(_) => "localhost".to_string(),
+            None => self.host.clone(),
+        };
+        Some(Tls {
+            ca: self.tls_ca.clone()?,
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            name: self.tls_name.clone().unwrap_or(default_name),
+        })
+    }
 }
 
 #[tokio::main]
@@ -62,8 +104,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&addr, secret.as_deref()).await {
+    match run(&addr, secret.as_deref(), args.tls()).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(RpcError::Io(e)) if e.context().starts_with("TLS handshake") => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) if e.is_connection_error() => {
             eprintln!("error: {e} (is echo_server running at {addr}?)");
             ExitCode::FAILURE
@@ -75,13 +121,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(addr: &Address, secret: Option<&[u8]>) -> Result<(), RpcError> {
+async fn run(addr: &Address, secret: Option<&[u8]>, tls: Option<Tls>) -> Result<(), RpcError> {
     let mut connect = rpc_transport::connect(addr).name("echo_client");
     if let Some(secret) = secret {
         connect = connect.secret(secret);
     }
+    if let Some(tls) = tls {
+        let identity = tls
+            .identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = rpc_examples::pem::client_config(&tls.ca, identity)?;
+        connect = connect.tls(config, tls.name);
+    }
     let peer = connect.await?;
     println!("connected to {addr} as connection {}", peer.connection_id());
+    let certificate = peer.peer_identity();
+    if let Some(info) = certificate
+        .as_ref()
+        .and_then(CertificateInfo::from_identity)
+    {
+        println!("over TLS; the server's certificate: {}", info.subject());
+    }
     let echo = EchoClient::new(&peer);
 
     // A typed call.

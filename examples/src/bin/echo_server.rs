@@ -8,6 +8,11 @@
 //! environment) to require a shared secret,
 //! `--max-connections N`, `--max-frame BYTES` and `--handshake-timeout
 //! SECONDS` to set those limits, `-v` to see the library's debug log.
+//!
+//! For TLS, give `--tls-cert server.pem --tls-key server.key.pem` (PEM
+//! files; `cargo run -p rpc-examples --bin make_test_ca` makes a test set),
+//! and add `--tls-ca ca.pem` to require client certificates signed by that
+//! CA: each connection then shows the client certificate's subject.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use rpc_core::{IoError, PeerConfig, RpcError};
 use rpc_examples::echo::Echo;
+use rpc_transport::tls::CertificateInfo;
 use rpc_transport::{Address, Event, Server};
 
 #[derive(Parser)]
@@ -43,6 +49,15 @@ struct Args {
     /// (default 10).
     #[arg(long, value_name = "SECONDS")]
     handshake_timeout: Option<f64>,
+    /// Serve over TLS with this certificate (PEM; with `--tls-key`).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM; needs `--tls-cert`).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Print the library's debug log.
     #[arg(short, long)]
     verbose: bool,
@@ -77,8 +92,20 @@ async fn main() -> Result<(), RpcError> {
     if let Some(n) = args.max_connections {
         server = server.max_connections(n);
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = rpc_examples::pem::server_config(cert, key, args.tls_ca.as_deref())?;
+        server = server.tls(tls);
+    }
     let server = server.bind(addr).await?;
     println!("echo server listening on {}", server.local_addr());
+    match (&args.tls_cert, &args.tls_ca) {
+        (Some(_), Some(ca)) => println!(
+            "over TLS; clients need a certificate signed by {}",
+            ca.display()
+        ),
+        (Some(_), None) => println!("over TLS"),
+        _ => {}
+    }
     if secret.is_some() {
         println!("clients must authenticate with the shared secret");
     }
@@ -90,11 +117,18 @@ async fn main() -> Result<(), RpcError> {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Connected(peer)) => println!(
-                    "connection {} opened by {}",
-                    peer.connection_id(),
-                    peer.remote_name().unwrap_or_else(|| "an anonymous client".into()),
-                ),
+                Some(Event::Connected(peer)) => {
+                    println!(
+                        "connection {} opened by {}",
+                        peer.connection_id(),
+                        peer.remote_name().unwrap_or_else(|| "an anonymous client".into()),
+                    );
+                    // With --tls-ca: who the client's verified certificate says it is.
+                    let certificate = peer.peer_identity();
+                    if let Some(info) = certificate.as_ref().and_then(CertificateInfo::from_identity) {
+                        println!("  its certificate: {} (issued by {})", info.subject(), info.issuer());
+                    }
+                }
                 Some(Event::Disconnected { id, reason, remote, .. }) => {
                     println!("connection {id} from {remote} closed: {reason}")
                 }

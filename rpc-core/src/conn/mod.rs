@@ -66,9 +66,10 @@ use self::slots::Slots;
 use self::streams::StreamTable;
 use crate::codec::FrameReader;
 use crate::config::PeerConfig;
-use crate::dispatch::{Kind, Registry, Respond};
+use crate::dispatch::{Kind, Origin, Registry, Respond};
 use crate::error::{DisconnectReason, RemoteError, RpcError};
 use crate::handshake::Negotiated;
+use crate::identity::PeerIdentity;
 use crate::peer::Peer;
 use crate::wire::{Header, Payload, HANDSHAKE_MAX_FRAME};
 
@@ -79,10 +80,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the handshake told about the connection.
+/// What the handshake told about the connection, and what the transport
+/// vouched for when it attached the stream.
 pub(crate) struct ConnInfo {
     pub(crate) connection_id: u64,
     pub(crate) remote_name: Option<Arc<str>>,
+    /// The certificate chain the transport verified, if it verified one.
+    pub(crate) peer_identity: Option<PeerIdentity>,
 }
 
 /// Whoever owns the connection (the peer's lifecycle), as the connection
@@ -125,8 +129,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(n: Negotiated, config: &PeerConfig, owner: Arc<dyn Owner>) -> Arc<Conn> {
-        Conn::build(n, config, owner, None)
+    pub(crate) fn new(
+        n: Negotiated,
+        peer_identity: Option<PeerIdentity>,
+        config: &PeerConfig,
+        owner: Arc<dyn Owner>,
+    ) -> Arc<Conn> {
+        Conn::build(n, peer_identity, config, owner, None)
     }
 
     /// A connection that is already closed and flushed, for peers not yet
@@ -142,11 +151,12 @@ impl Conn {
             remote_max_frame: HANDSHAKE_MAX_FRAME,
             remote_max_in_flight: 1,
         };
-        Conn::build(n, &PeerConfig::default(), owner, Some(reason))
+        Conn::build(n, None, &PeerConfig::default(), owner, Some(reason))
     }
 
     fn build(
         n: Negotiated,
+        peer_identity: Option<PeerIdentity>,
         config: &PeerConfig,
         owner: Arc<dyn Owner>,
         dead: Option<DisconnectReason>,
@@ -175,6 +185,7 @@ impl Conn {
             info: ConnInfo {
                 connection_id: n.connection_id,
                 remote_name: n.remote_name.map(Arc::from),
+                peer_identity,
             },
             out,
             pending,
@@ -512,15 +523,19 @@ impl Respond for Conn {
             .expect("a served call's connection is alive")
     }
 
-    fn origin(&self) -> (Peer, u64, Option<Arc<str>>) {
+    fn origin(&self) -> Origin {
         // A handler runs only while its connection's reader or dispatcher
         // holds the connection, so it is alive.
         let me = self
             .me
             .upgrade()
             .expect("a served call's connection is alive");
-        let peer = self.owner.peer(&me);
-        (peer, self.info.connection_id, self.info.remote_name.clone())
+        Origin {
+            peer: self.owner.peer(&me),
+            connection_id: self.info.connection_id,
+            remote_name: self.info.remote_name.clone(),
+            peer_identity: self.info.peer_identity.clone(),
+        }
     }
 }
 

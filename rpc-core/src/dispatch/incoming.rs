@@ -17,6 +17,7 @@ use super::registry::Target;
 use super::service::Replied;
 use crate::context::CallContext;
 use crate::error::RemoteError;
+use crate::identity::PeerIdentity;
 use crate::peer::Peer;
 use crate::stream::{pump, Pumped, RpcStream};
 use crate::wire::{postcard_hint, Payload, Way};
@@ -97,11 +98,21 @@ pub(crate) trait Respond: Send + Sync + 'static {
     /// Releases a call that will get no answer (dropped, cancelled, or
     /// panicked: the executor sends that error itself).
     fn release(&self, id: Option<u64>);
-    /// The peer a handler calls back through, the connection id and the
-    /// name the remote announced.
-    fn origin(&self) -> (Peer, u64, Option<Arc<str>>);
+    /// Where the call came from, for its [`CallContext`].
+    fn origin(&self) -> Origin;
     /// The connection as the ends of the call's streams see it.
     fn port(&self) -> Arc<dyn crate::stream::Port>;
+}
+
+/// Where a call came from: the peer a handler calls back through, and what
+/// is known of the connection.
+pub(crate) struct Origin {
+    pub(crate) peer: Peer,
+    pub(crate) connection_id: u64,
+    /// The name the remote announced.
+    pub(crate) remote_name: Option<Arc<str>>,
+    /// The certificate chain the transport verified.
+    pub(crate) peer_identity: Option<PeerIdentity>,
 }
 
 impl Drop for Incoming {
@@ -219,11 +230,12 @@ impl Incoming {
     /// # }
     /// ```
     pub fn context(&self) -> CallContext {
-        let (peer, connection_id, remote_name) = self.respond.origin();
+        let origin = self.respond.origin();
         CallContext {
-            peer,
-            connection_id,
-            remote_name,
+            peer: origin.peer,
+            connection_id: origin.connection_id,
+            remote_name: origin.remote_name,
+            peer_identity: origin.peer_identity,
             object: self.target.object.clone(),
             method: self.target.method,
             request_id: self.id,

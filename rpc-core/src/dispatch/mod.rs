@@ -11,7 +11,7 @@ mod registry;
 mod service;
 
 pub use incoming::Incoming;
-pub(crate) use incoming::{Kind, Respond};
+pub(crate) use incoming::{Kind, Origin, Respond};
 pub use registry::Registry;
 pub(crate) use registry::{LookupCache, Target};
 pub use service::{CloseFuture, Handled, HandlerFuture, Replied, Service};

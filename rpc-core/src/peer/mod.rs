@@ -29,6 +29,7 @@ use crate::config::PeerConfig;
 use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, handshake_admitting, Role};
+use crate::identity::{AttachOptions, PeerIdentity};
 use crate::wire::{postcard_hint, HANDSHAKE_MAX_FRAME};
 
 use self::lifecycle::Lifecycle;
@@ -434,8 +435,62 @@ impl Peer {
     pub async fn attach_checked<R, W, F>(
         &self,
         rd: R,
+        wr: W,
+        side: Side,
+        admit: F,
+    ) -> Result<(), RpcError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+        F: FnMut() -> Result<(), RpcError> + Send,
+    {
+        self.attach_with(rd, wr, side, AttachOptions::new(), admit)
+            .await
+    }
+
+    /// [`attach_checked`](Peer::attach_checked), with what the transport
+    /// knows about the stream that the protocol does not: the identity it
+    /// verified for the other end (a TLS certificate chain), which this
+    /// connection then reports through [`peer_identity`](Peer::peer_identity)
+    /// and [`CallContext::peer_identity`](crate::CallContext::peer_identity).
+    ///
+    /// The options belong to this one connection; a reconnection attaches
+    /// with its own. Nothing in them is sent to the remote.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_checked`](Peer::attach_checked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{AttachOptions, Peer, PeerConfig, PeerIdentity, Registry, Side};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Peer::detached(Registry::new(), PeerConfig::default());
+    /// // The client's certificate chain, as the TLS layer verified it.
+    /// let verified = PeerIdentity::from_chain([vec![0x30u8, 0x03, 0x02, 0x01, 0x07]]);
+    /// let options = AttachOptions::new().peer_identity(verified.clone());
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (rd, wr) = tokio::io::split(a);
+    /// let side = Side::Accept { connection_id: 1 };
+    /// let (attached, client) = tokio::join!(
+    ///     server.attach_with(rd, wr, side, options, || Ok(())),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// );
+    /// attached?;
+    /// assert_eq!(server.peer_identity(), verified);
+    /// assert_eq!(client?.peer_identity(), None); // nobody vouched for the server
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn attach_with<R, W, F>(
+        &self,
+        rd: R,
         mut wr: W,
         side: Side,
+        options: AttachOptions,
         mut admit: F,
     ) -> Result<(), RpcError>
     where
@@ -456,7 +511,7 @@ impl Peer {
             handshake_admitting(&mut reader, &mut wr, config, role, &mut admit).await?;
         reader.set_budget(config.budget.clone());
         let owner = self.shared.life.owner(self.downgrade());
-        let conn = Conn::new(negotiated, config, owner);
+        let conn = Conn::new(negotiated, options.into_identity(), config, owner);
         // Closed while shaking hands (a server shutting down, say): the new
         // stream is dropped, which the remote sees as the connection ending.
         self.shared.life.install(conn.clone())?;
@@ -993,6 +1048,37 @@ impl Peer {
             .remote_name
             .as_deref()
             .map(str::to_owned)
+    }
+
+    /// The certificate chain the other end proved it holds on the current
+    /// connection, when the transport verified one; `None` otherwise
+    /// (no TLS, no client certificate, or no connection).
+    ///
+    /// On a server with mutual TLS it is the client's certificate; on a TLS
+    /// client, the server's. Each connection has its own: after a
+    /// reconnection it is the new connection's. See
+    /// [`PeerIdentity`] and [`attach_with`](Peer::attach_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// // A plain stream: no transport vouched for anyone.
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// assert_eq!(server.peer_identity(), None);
+    /// assert_eq!(client.peer_identity(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn peer_identity(&self) -> Option<PeerIdentity> {
+        self.shared.life.conn().info.peer_identity.clone()
     }
 
     /// A watch of the connection's [`Status`].
