@@ -65,6 +65,7 @@ mod error;
 mod handshake;
 mod identity;
 mod peer;
+pub mod pubsub;
 mod stream;
 mod wire;
 

@@ -56,6 +56,9 @@ pub mod guide {
     #[doc = include_str!("../../docs/security.md")]
     pub struct Security;
 
+    #[doc = include_str!("../../docs/streams.md")]
+    pub struct Streams;
+
     #[doc = include_str!("../../docs/transports.md")]
     pub struct Transports;
 

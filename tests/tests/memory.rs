@@ -243,3 +243,51 @@ async fn a_server_out_of_descriptors_refuses_new_dialers_and_serves_the_rest() {
     })
     .await;
 }
+
+/// A 1 GiB stream into a consumer that reads slowly: the credit keeps both
+/// processes' memory near their baseline, whatever the consumer's pace.
+#[test]
+fn a_gibibyte_stream_into_a_slow_reader_keeps_both_sides_small() {
+    let exe = env!("CARGO_BIN_EXE_stream_peer");
+    let mut server = Command::new(exe)
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("stream_peer serve starts");
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut addr = String::new();
+    out.read_line(&mut addr).unwrap();
+
+    const GIB: u64 = 1 << 30;
+    let consumer = Command::new(exe)
+        .args(["consume", addr.trim(), &GIB.to_string(), "500"])
+        .output()
+        .expect("stream_peer consume runs");
+    assert!(consumer.status.success(), "{consumer:?}");
+    let report = String::from_utf8(consumer.stdout).unwrap();
+    let words: Vec<&str> = report.split_whitespace().collect();
+    assert_eq!(words[..2], ["consumed", &GIB.to_string()], "{report}");
+    let (base, peak): (u64, u64) = (words[3].parse().unwrap(), words[4].parse().unwrap());
+
+    drop(server.stdin.take());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let _ = server.wait();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (server_base, server_peak): (u64, u64) =
+        (words[1].parse().unwrap(), words[2].parse().unwrap());
+
+    // A few MiB: the stream window (64 KiB), the write queue's mark
+    // (64 KiB), read and write buffers, and the allocator's slack.
+    const SLACK_KIB: u64 = 8 * 1024;
+    assert!(
+        peak.saturating_sub(base) < SLACK_KIB,
+        "consumer grew from {base} KiB to {peak} KiB"
+    );
+    assert!(
+        server_peak.saturating_sub(server_base) < SLACK_KIB,
+        "server grew from {server_base} KiB to {server_peak} KiB"
+    );
+    println!("consumer {base} -> {peak} KiB, server {server_base} -> {server_peak} KiB");
+}

@@ -420,3 +420,101 @@ async fn a_peer_sending_past_its_credit_is_disconnected() {
     })
     .await;
 }
+
+/// Publish/subscribe over a socket: a subscriber that keeps up gets every
+/// item in order; one that falls behind gets a bounded tail and the count of
+/// what it missed; subscriptions end when either side goes away.
+#[tokio::test]
+async fn pubsub_bounds_slow_subscribers_and_ends_with_either_side() {
+    use rpc_core::pubsub::{Hub, HubClient, Published};
+
+    for (addr, _dir) in addresses() {
+        within(60, async {
+            let hub: Hub<u32> = Hub::with_capacity(16);
+            let topic = hub.topic("numbers");
+            let server = Server::builder()
+                .expose(hub.clone())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let fast_peer = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let slow_peer = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let mut fast = HubClient::<u32>::new(&fast_peer)
+                .subscribe("numbers")
+                .await
+                .unwrap();
+            let mut slow = HubClient::<u32>::new(&slow_peer)
+                .subscribe("numbers")
+                .await
+                .unwrap();
+            while topic.subscribers() < 2 {
+                tokio::task::yield_now().await;
+            }
+
+            const N: u32 = 5_000;
+            let reader = tokio::spawn(async move {
+                let (mut seen, mut missed, mut last) = (0u64, 0u64, None);
+                while seen + missed < u64::from(N) {
+                    match fast.next().await.unwrap().unwrap() {
+                        Published::Item(n) => {
+                            assert!(last.is_none_or(|l| n > l), "in order");
+                            last = Some(n);
+                            seen += 1;
+                        }
+                        Published::Missed(k) => missed += k,
+                    }
+                }
+                (seen, missed, fast)
+            });
+            for n in 0..N {
+                topic.publish(n);
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            let (seen, missed, mut fast) = reader.await.unwrap();
+            assert_eq!(seen + missed, u64::from(N));
+            assert!(seen > 0);
+
+            // The slow one read nothing until now: a bounded tail, and the
+            // count of the rest.
+            let mut tail = 0u64;
+            let mut told = 0u64;
+            loop {
+                match tokio::time::timeout(Duration::from_millis(300), slow.next()).await {
+                    Ok(Some(Ok(Published::Item(_)))) => tail += 1,
+                    Ok(Some(Ok(Published::Missed(k)))) => told += k,
+                    Ok(other) => panic!("unexpected {other:?}"),
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(tail + told, u64::from(N), "tail {tail}, missed {told}");
+            assert!(told > 0, "the slow subscriber fell behind");
+            // What reached it: the stream's window of small items plus the
+            // topic's buffer of 16, not all 5,000.
+            assert!(tail < 2_000, "tail {tail}");
+
+            // The subscriber leaves: the server's side goes.
+            drop(slow);
+            slow_peer.close().await;
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while topic.subscribers() > 1 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the closed subscription was dropped on the server");
+
+            // The topic goes away on the server: the stream ends cleanly.
+            assert!(hub.remove("numbers"));
+            drop(topic);
+            assert_eq!(
+                tokio::time::timeout(Duration::from_secs(5), fast.next())
+                    .await
+                    .unwrap(),
+                None
+            );
+        })
+        .await;
+    }
+}

@@ -1,55 +1,45 @@
-//! A chat room in one process: a server exposes `ChatRoom`, three clients
-//! join, talk and leave, and the server pushes every message to every
-//! connected client by calling the `Inbox` object each client exposes.
-//! The server learns who is there from its event stream (`Connected` and
-//! `Disconnected` with a reason) and keeps the `Peer` of each connection.
+//! A chat room in one process, on publish/subscribe: the server keeps a
+//! typed `Topic` of lines; each client subscribes with `listen()` (a stream
+//! of the room's lines) and talks with `say()`, which publishes to the
+//! topic. A client that falls too far behind is told how many lines it
+//! missed. The server learns who is there from its event stream.
 //!
 //! Run it with `cargo run -p rpc-examples --bin chat`; it ends by itself.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc_core::{expose, CallContext, Peer, RpcError};
+use futures::{Stream, StreamExt};
+use rpc_core::pubsub::{Published, Topic};
+use rpc_core::{expose, CallContext, RpcError};
 use rpc_transport::{Address, Event, Server};
+use serde::{Deserialize, Serialize};
 use tokio::time::{sleep_until, Instant};
 
-/// Who is connected: connection id -> the server's handle on that client.
-type Members = Arc<Mutex<BTreeMap<u64, Peer>>>;
+/// One line said in the room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    /// Who said it (the name the client announced).
+    pub from: String,
+    /// What was said.
+    pub text: String,
+}
 
-/// The server's object: clients call `say`.
+/// The server's object.
 pub struct ChatRoom {
-    members: Members,
+    lines: Topic<Line>,
 }
 
 #[expose]
 impl ChatRoom {
-    /// Sends `text` to everyone in the room; returns how many received it.
-    pub async fn say(&self, cx: CallContext, text: String) -> usize {
+    /// Says `text` to everyone listening; returns how many listen.
+    pub fn say(&self, cx: CallContext, text: String) -> usize {
         let from = cx.remote_name().unwrap_or("anonymous").to_string();
-        // Clone the handles out so that no lock is held across an await.
-        let members: Vec<Peer> = self.members.lock().unwrap().values().cloned().collect();
-        let mut delivered = 0;
-        for member in &members {
-            let inbox = InboxClient::new(member);
-            if inbox.deliver(from.clone(), text.clone()).await.is_ok() {
-                delivered += 1;
-            }
-        }
-        delivered
+        self.lines.publish(Line { from, text })
     }
-}
 
-/// The object each client exposes, for the server to push messages to.
-pub struct Inbox {
-    owner: &'static str,
-}
-
-#[expose]
-impl Inbox {
-    /// Shows a message on this client's screen.
-    pub fn deliver(&self, from: String, text: String) {
-        println!("    [{:>5}'s screen] {from}: {text}", self.owner);
+    /// Every line said in the room from now on.
+    pub fn listen(&self) -> impl Stream<Item = Published<Line>> + Send + 'static {
+        self.lines.subscribe()
     }
 }
 
@@ -86,34 +76,45 @@ const SCRIPTS: [Script; 3] = [
 async fn client(addr: Address, script: &'static Script, start: Instant) -> Result<(), RpcError> {
     let at = |ms| sleep_until(start + Duration::from_millis(ms));
     at(script.join).await;
-    let peer = rpc_transport::connect(&addr)
-        .name(script.name)
-        .expose(Inbox { owner: script.name })
-        .await?;
+    let peer = rpc_transport::connect(&addr).name(script.name).await?;
     let room = ChatRoomClient::new(&peer);
+    let mut lines = room.listen().await?;
+    let me = script.name;
+    let screen = tokio::spawn(async move {
+        while let Some(line) = lines.next().await {
+            match line {
+                Ok(Published::Item(Line { from, text })) => {
+                    println!("    [{me:>5}'s screen] {from}: {text}")
+                }
+                Ok(Published::Missed(n)) => println!("    [{me:>5}'s screen] ({n} lines missed)"),
+                Err(e) => println!("    [{me:>5}'s screen] (left the room: {e})"),
+            }
+        }
+    });
     for &(when, text) in script.lines {
         at(when).await;
         println!("{} says {text:?}", script.name);
         let n = room.say(text.to_string()).await?;
-        println!("  (delivered to {n})");
+        println!("  (heard by {n})");
     }
     at(script.leave).await;
+    // Leaving: closing the connection ends this client's subscription.
     peer.close().await;
+    let _ = screen.await;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), RpcError> {
-    let members = Members::default();
     let server = Server::builder()
         .expose(ChatRoom {
-            members: members.clone(),
+            lines: Topic::new(),
         })
         .bind("tcp://127.0.0.1:0")
         .await?;
     println!("chat room open on {}", server.local_addr());
 
-    // Keep the member list in step with the server's events, until everyone
+    // Report comings and goings from the server's events, until everyone
     // who came has left.
     let mut events = server.events();
     let tracker = tokio::spawn(async move {
@@ -123,12 +124,9 @@ async fn main() -> Result<(), RpcError> {
                 Some(Event::Connected(peer)) => {
                     let name = peer.remote_name().unwrap_or_default();
                     println!("* {name} joined (connection {})", peer.connection_id());
-                    members.lock().unwrap().insert(peer.connection_id(), peer);
                 }
                 Some(Event::Disconnected { id, reason, .. }) => {
-                    let gone = members.lock().unwrap().remove(&id);
-                    let name = gone.and_then(|p| p.remote_name()).unwrap_or_default();
-                    println!("* {name} left (connection {id}: {reason})");
+                    println!("* connection {id} left ({reason})");
                     left += 1;
                 }
                 Some(_) => {}

@@ -193,9 +193,14 @@ impl StreamTable {
         };
         if let Some((item, size)) = inlet.items.pop_front() {
             inlet.outstanding -= size as i64;
+            // `outstanding` is below zero when the sender went past its
+            // credit by its last item (as it may): the grant makes up for
+            // that too, or the credit would shrink by the overshoot on
+            // every round until the sender waited for a grant that never
+            // comes.
             let grant = (inlet.outstanding <= window / 2).then(|| {
-                let more = window - inlet.outstanding.max(0);
-                inlet.outstanding += more;
+                let more = window - inlet.outstanding;
+                inlet.outstanding = window;
                 inlet.allowance += more;
                 u32::try_from(more).unwrap_or(u32::MAX)
             });
@@ -344,6 +349,38 @@ mod tests {
             t.received(Way::Up, 1, item(196), 200).unwrap();
         }
         assert!(t.received(Way::Up, 1, item(1), 5).is_err());
+    }
+
+    /// A sender and a receiver in lockstep, with items larger than the
+    /// window (every item overshoots the credit): the stream never stalls.
+    #[test]
+    fn items_larger_than_the_window_never_stall_the_stream() {
+        for (window, item_size) in [(1000u32, 1010usize), (1000, 333), (65536, 65546), (10, 7)] {
+            let mut receiver = StreamTable::new(window);
+            let mut sender = StreamTable::new(window);
+            receiver.open_inlet(Way::Up, 1);
+            sender.open_outlet(Way::Up, 1);
+            sender.credit(Way::Up, 1, window);
+            let w = Waker::noop();
+            for round in 0..100_000 {
+                // The sender sends all it may, the receiver takes it all in
+                // and consumes it, and its grants reach the sender.
+                let mut sent = 0;
+                while sender.may_send(Way::Up, 1, w) == Some(true) {
+                    sender.sent(Way::Up, 1, item_size);
+                    receiver
+                        .received(Way::Up, 1, Bytes::new(), item_size)
+                        .unwrap();
+                    sent += 1;
+                }
+                assert!(sent > 0, "stalled at round {round} ({window}, {item_size})");
+                while let Next::Item(_, grant) = receiver.next(Way::Up, 1, w) {
+                    if let Some(bytes) = grant {
+                        sender.credit(Way::Up, 1, bytes);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
