@@ -4,8 +4,13 @@
 //! One run = one implementation × one scenario × one transport. It starts a
 //! fresh server process (this binary re-executed as `rpc-bench serve`),
 //! connects from a fresh client runtime in this process, runs closed-loop
-//! callers for a warm-up and then for the measured window, and reads the CPU
-//! time of both processes at the edges of that window.
+//! callers (or stream readers, which restart each stream as it ends) for a
+//! warm-up and then for the measured window, and reads the CPU time of both
+//! processes at the edges of that window.
+//!
+//! The stream scenarios need more than [`Client`]: an implementation with
+//! streams also implements [`StreamClient`]; one without (tarpc) is not run
+//! in them.
 
 use std::fmt;
 use std::future::Future;
@@ -14,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,6 +129,41 @@ pub(crate) trait Backend {
     fn connect(addr: &Endpoint) -> impl Future<Output = Result<Self::Client, BoxError>>;
 }
 
+/// A client connection of an implementation that has streams (tarpc has
+/// none). Besides `add` and `echo`, its server has
+/// `chunks(n: u32, size: u32)`, which returns a stream of `n` items of
+/// `size` bytes each (the bytes of [`item_bytes`]).
+pub(crate) trait StreamClient: Client {
+    /// Calls `chunks(n, size)` and reads the stream it returns until it
+    /// ends, or until `ctl` says stop (then it may return early). Counts
+    /// each item with [`Control::count_item`] and checks its length.
+    /// Returns how many items it read.
+    fn read_stream(
+        &self,
+        n: u32,
+        size: u32,
+        ctl: &Arc<Control>,
+    ) -> impl Future<Output = Result<u64, BoxError>> + Send;
+}
+
+/// The bytes of one stream item of `size` bytes: every implementation sends
+/// the same ones.
+pub(crate) fn item_bytes(size: usize) -> Vec<u8> {
+    (0..size).map(|i| i as u8).collect()
+}
+
+/// Checks that a stream item read has the length asked for.
+///
+/// # Errors
+/// When it does not.
+pub(crate) fn check_item(len: usize, size: u32) -> Result<(), BoxError> {
+    if len == size as usize {
+        Ok(())
+    } else {
+        Err(format!("a stream item of {len} bytes, {size} expected").into())
+    }
+}
+
 /// The workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
@@ -139,16 +179,64 @@ pub(crate) enum Scenario {
     /// 16 connections, 16 `add` calls in flight on each.
     #[value(name = "conns-16")]
     Conns16,
+    /// One stream of 1 KiB items from the server on one connection, a new
+    /// stream as soon as one ends.
+    #[value(name = "stream-1k")]
+    Stream1k,
+    /// 64 concurrent streams of 64-byte items on one connection.
+    #[value(name = "streams-64x64")]
+    Streams64x64,
+    /// Sequential `add` calls on a connection that carries a bulk stream,
+    /// against the same calls on the same connection idle.
+    #[value(name = "calls-under-stream")]
+    CallsUnderStream,
 }
+
+/// What a scenario measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Calls/s and call latency of closed-loop callers.
+    Calls,
+    /// Items/s and bytes/s of streams read from the server.
+    Streams,
+    /// Call latency with and without a bulk stream on the connection.
+    CallsUnderStream,
+}
+
+/// Items of the bulk stream in `calls-under-stream`, bytes.
+pub(crate) const BULK_ITEM: u32 = 1024;
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub(crate) const ALL: [Scenario; 4] = [
+    pub(crate) const ALL: [Scenario; 7] = [
         Scenario::SeqAdd,
         Scenario::ParAdd,
         Scenario::Echo1k,
         Scenario::Conns16,
+        Scenario::Stream1k,
+        Scenario::Streams64x64,
+        Scenario::CallsUnderStream,
     ];
+
+    /// What it measures.
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Scenario::SeqAdd | Scenario::ParAdd | Scenario::Echo1k | Scenario::Conns16 => {
+                Kind::Calls
+            }
+            Scenario::Stream1k | Scenario::Streams64x64 => Kind::Streams,
+            Scenario::CallsUnderStream => Kind::CallsUnderStream,
+        }
+    }
+
+    /// How many measured windows one run has (`calls-under-stream` has
+    /// one without the stream and one with it).
+    pub(crate) fn windows(self) -> u32 {
+        match self.kind() {
+            Kind::CallsUnderStream => 2,
+            _ => 1,
+        }
+    }
 
     /// Number of connections.
     fn connections(self) -> usize {
@@ -161,10 +249,10 @@ impl Scenario {
     /// Calls in flight on each connection (closed-loop callers).
     fn in_flight(self) -> usize {
         match self {
-            Scenario::SeqAdd => 1,
             Scenario::ParAdd => 64,
             Scenario::Echo1k => 32,
             Scenario::Conns16 => 16,
+            _ => 1,
         }
     }
 
@@ -176,6 +264,18 @@ impl Scenario {
         }
     }
 
+    /// Streams read at once on the connection (each restarted as soon as
+    /// it ends), the bytes of each item, and the items of each stream.
+    fn streams(self) -> (usize, u32, u32) {
+        match self {
+            // 16 MiB per stream: a restart (one round trip) every 16 Ki items.
+            Scenario::Stream1k => (1, 1024, 16 * 1024),
+            Scenario::Streams64x64 => (64, 64, 4096),
+            Scenario::CallsUnderStream => (1, BULK_ITEM, (16 << 20) / BULK_ITEM),
+            _ => (0, 0, 0),
+        }
+    }
+
     /// Its name on the command line and in tables.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -183,20 +283,36 @@ impl Scenario {
             Scenario::ParAdd => "par-add",
             Scenario::Echo1k => "echo-1k",
             Scenario::Conns16 => "conns-16",
+            Scenario::Stream1k => "stream-1k",
+            Scenario::Streams64x64 => "streams-64x64",
+            Scenario::CallsUnderStream => "calls-under-stream",
         }
     }
 
     /// One line saying what it does.
     pub(crate) fn describe(self) -> String {
-        let call = match self.echo_len() {
-            Some(n) => format!("echo({n} B)"),
-            None => "add".to_owned(),
-        };
-        format!(
-            "{call}, {} connection(s) x {} in flight",
-            self.connections(),
-            self.in_flight()
-        )
+        let (streams, size, n) = self.streams();
+        match self.kind() {
+            Kind::Calls => {
+                let call = match self.echo_len() {
+                    Some(n) => format!("echo({n} B)"),
+                    None => "add".to_owned(),
+                };
+                format!(
+                    "{call}, {} connection(s) x {} in flight",
+                    self.connections(),
+                    self.in_flight()
+                )
+            }
+            Kind::Streams => format!(
+                "{streams} stream(s) of {size} B items from the server on 1 connection, \
+                 {n} items each, restarted when done"
+            ),
+            Kind::CallsUnderStream => format!(
+                "sequential add on 1 connection, idle and then beside a stream of {} KiB items",
+                size / 1024
+            ),
+        }
     }
 }
 
@@ -211,37 +327,78 @@ pub(crate) struct RunConfig {
     pub(crate) duration: Duration,
 }
 
+/// Median and 99th-percentile latency of the calls of a window.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Latency {
+    /// Median, microseconds.
+    pub(crate) p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub(crate) p99_us: f64,
+}
+
+impl Latency {
+    /// The percentiles of `latencies` (nanoseconds; sorted here).
+    ///
+    /// # Errors
+    /// When there are none.
+    fn of(mut latencies: Vec<u32>) -> Result<Self, BoxError> {
+        if latencies.is_empty() {
+            return Err("no call completed in the measured window".into());
+        }
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+            f64::from(latencies[i]) / 1000.0
+        };
+        Ok(Latency {
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+        })
+    }
+}
+
 /// What one run measured, over the measured window only.
 #[derive(Clone, Debug)]
 pub(crate) struct Measurement {
-    /// Calls completed.
-    pub(crate) calls: u64,
+    /// What completed: calls, or in the [`Kind::Streams`] scenarios stream
+    /// items received.
+    pub(crate) ops: u64,
+    /// Bytes of the stream items received (item payload, not frames); 0
+    /// in the [`Kind::Calls`] scenarios.
+    pub(crate) stream_bytes: u64,
     /// Wall-clock length of the window.
     pub(crate) elapsed: Duration,
     /// CPU time of the client process (user + system).
     pub(crate) client_cpu_us: u64,
     /// CPU time of the server process (user + system).
     pub(crate) server_cpu_us: u64,
-    /// Median call latency, microseconds.
-    pub(crate) p50_us: f64,
-    /// 99th-percentile call latency, microseconds.
-    pub(crate) p99_us: f64,
+    /// Latency of the calls in the window; `None` when no calls were
+    /// made ([`Kind::Streams`]).
+    pub(crate) latency: Option<Latency>,
+    /// [`Kind::CallsUnderStream`]: latency of the same calls on the same
+    /// connection while it carried no stream.
+    pub(crate) idle: Option<Latency>,
 }
 
 impl Measurement {
-    /// Completed calls per second.
-    pub(crate) fn calls_per_sec(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
+    /// Completed operations (calls or items) per second.
+    pub(crate) fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// Client CPU microseconds per call.
-    pub(crate) fn client_us_per_call(&self) -> f64 {
-        self.client_cpu_us as f64 / self.calls.max(1) as f64
+    /// Stream payload, megabytes (10^6 bytes) per second.
+    pub(crate) fn stream_mb_per_sec(&self) -> f64 {
+        self.stream_bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
     }
 
-    /// Server CPU microseconds per call.
-    pub(crate) fn server_us_per_call(&self) -> f64 {
-        self.server_cpu_us as f64 / self.calls.max(1) as f64
+    /// Client CPU microseconds per operation.
+    pub(crate) fn client_us_per_op(&self) -> f64 {
+        self.client_cpu_us as f64 / self.ops.max(1) as f64
+    }
+
+    /// Server CPU microseconds per operation.
+    pub(crate) fn server_us_per_op(&self) -> f64 {
+        self.server_cpu_us as f64 / self.ops.max(1) as f64
     }
 }
 
@@ -418,13 +575,33 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Flags shared by the callers of one run.
+/// Flags and counters shared by the callers and stream readers of one run.
 #[derive(Default)]
-struct Control {
-    /// Set while the measured window is open: completed calls count.
+pub(crate) struct Control {
+    /// Set while the measured window is open: completed calls and items
+    /// received count.
     recording: AtomicBool,
-    /// Set when the callers should finish their current call and return.
+    /// Set when the callers and readers should finish and return.
     stop: AtomicBool,
+    /// Stream items received in the window.
+    items: AtomicU64,
+    /// Bytes of the stream items received in the window.
+    item_bytes: AtomicU64,
+}
+
+impl Control {
+    /// Counts one stream item of `len` bytes, if the window is open.
+    pub(crate) fn count_item(&self, len: usize) {
+        if self.recording.load(Ordering::Relaxed) {
+            self.items.fetch_add(1, Ordering::Relaxed);
+            self.item_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the run is over.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// One closed-loop caller: calls back to back until told to stop. Returns
@@ -438,7 +615,7 @@ async fn caller<C: Client>(
     let payload = echo_len.map(|n| (0..n).map(|i| i as u8).collect::<Vec<u8>>());
     let mut latencies = Vec::new();
     let mut a = seed;
-    while !ctl.stop.load(Ordering::Relaxed) {
+    while !ctl.stopped() {
         let t0 = Instant::now();
         match &payload {
             None => {
@@ -508,40 +685,181 @@ async fn measure<B: Backend>(
     }
     drop(clients);
 
-    tokio::time::sleep(cfg.warmup).await;
-    let client0 = sys::self_cpu_us();
-    let server0 = sys::proc_cpu_us(server.pid())?;
-    let t0 = Instant::now();
-    ctl.recording.store(true, Ordering::Relaxed);
-    tokio::time::sleep(cfg.duration).await;
-    ctl.recording.store(false, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let client1 = sys::self_cpu_us();
-    let server1 = sys::proc_cpu_us(server.pid())?;
-    ctl.stop.store(true, Ordering::Relaxed);
-
+    let window = Window::run(server, cfg, &ctl).await?;
     let mut latencies = Vec::new();
     for task in tasks {
-        let joined = tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .map_err(|_| "a caller did not finish within 10 s after stop")?;
-        latencies.extend(joined??);
+        latencies.extend(finish(task).await?);
     }
-    if latencies.is_empty() {
-        return Err("no call completed in the measured window".into());
+    Ok(window.measurement(latencies.len() as u64, Some(Latency::of(latencies)?), &ctl))
+}
+
+/// The edges of one measured window.
+struct Window {
+    /// Its wall-clock length.
+    elapsed: Duration,
+    /// CPU time of this process in it.
+    client_cpu_us: u64,
+    /// CPU time of the server process in it.
+    server_cpu_us: u64,
+}
+
+impl Window {
+    /// With the load already running: waits out the warm-up, opens the
+    /// window (`ctl` records), reads both processes' CPU time at its
+    /// edges, then tells the load to stop.
+    async fn run(
+        server: &ServerProcess,
+        cfg: RunConfig,
+        ctl: &Control,
+    ) -> Result<Window, BoxError> {
+        tokio::time::sleep(cfg.warmup).await;
+        let client0 = sys::self_cpu_us();
+        let server0 = sys::proc_cpu_us(server.pid())?;
+        let t0 = Instant::now();
+        ctl.recording.store(true, Ordering::Relaxed);
+        tokio::time::sleep(cfg.duration).await;
+        ctl.recording.store(false, Ordering::Relaxed);
+        let elapsed = t0.elapsed();
+        let client1 = sys::self_cpu_us();
+        let server1 = sys::proc_cpu_us(server.pid())?;
+        ctl.stop.store(true, Ordering::Relaxed);
+        Ok(Window {
+            elapsed,
+            client_cpu_us: client1.saturating_sub(client0),
+            server_cpu_us: server1.saturating_sub(server0),
+        })
     }
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(latencies[i]) / 1000.0
-    };
+
+    /// The measurement of this window: `ops` operations, the calls'
+    /// `latency`, and the stream items `ctl` counted.
+    fn measurement(&self, ops: u64, latency: Option<Latency>, ctl: &Control) -> Measurement {
+        Measurement {
+            ops,
+            stream_bytes: ctl.item_bytes.load(Ordering::Relaxed),
+            elapsed: self.elapsed,
+            client_cpu_us: self.client_cpu_us,
+            server_cpu_us: self.server_cpu_us,
+            latency,
+            idle: None,
+        }
+    }
+}
+
+/// Waits for a caller or reader told to stop, and returns what it returned.
+///
+/// # Errors
+/// When it failed, panicked, or did not finish within 10 s.
+async fn finish<T>(task: tokio::task::JoinHandle<Result<T, BoxError>>) -> Result<T, BoxError> {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .map_err(|_| "a caller or stream reader did not finish within 10 s after stop")??
+}
+
+/// One stream reader: reads stream after stream of `n` items of `size`
+/// bytes until told to stop.
+async fn stream_reader<C: StreamClient>(
+    client: C,
+    n: u32,
+    size: u32,
+    ctl: Arc<Control>,
+) -> Result<(), BoxError> {
+    while !ctl.stopped() {
+        let read = client.read_stream(n, size, &ctl).await?;
+        if read != u64::from(n) && !ctl.stopped() {
+            return Err(format!("a stream of {n} items ended after {read}").into());
+        }
+    }
+    Ok(())
+}
+
+/// Runs a [`Kind::Streams`] or [`Kind::CallsUnderStream`] scenario against
+/// implementation `B` over `transport`, as [`run_case`] does the others.
+///
+/// # Errors
+/// When the server does not start, a connection fails, a stream or a call
+/// fails, or an item or a reply is wrong.
+pub(crate) fn run_stream_case<B: Backend>(
+    scenario: Scenario,
+    transport: Transport,
+    cfg: RunConfig,
+) -> Result<Measurement, BoxError>
+where
+    B::Client: StreamClient,
+{
+    let server = ServerProcess::spawn(B::NAME, transport, cfg.threads)?;
+    let rt = runtime(cfg.threads)?;
+    let result = rt.block_on(async {
+        match scenario.kind() {
+            Kind::CallsUnderStream => measure_calls_under_stream::<B>(scenario, &server, cfg).await,
+            _ => measure_streams::<B>(scenario, &server, cfg).await,
+        }
+    });
+    drop(rt);
+    drop(server);
+    result
+}
+
+/// The async part of [`run_stream_case`] for [`Kind::Streams`]: the
+/// scenario's streams on one connection, each restarted when it ends.
+async fn measure_streams<B: Backend>(
+    scenario: Scenario,
+    server: &ServerProcess,
+    cfg: RunConfig,
+) -> Result<Measurement, BoxError>
+where
+    B::Client: StreamClient,
+{
+    let (streams, size, n) = scenario.streams();
+    let client = B::connect(server.addr()).await?;
+    let ctl = Arc::new(Control::default());
+    let readers: Vec<_> = (0..streams)
+        .map(|_| tokio::spawn(stream_reader(client.clone(), n, size, ctl.clone())))
+        .collect();
+    drop(client);
+    let window = Window::run(server, cfg, &ctl).await?;
+    for reader in readers {
+        finish(reader).await?;
+    }
+    let items = ctl.items.load(Ordering::Relaxed);
+    if items == 0 {
+        return Err("no stream item arrived in the measured window".into());
+    }
+    Ok(window.measurement(items, None, &ctl))
+}
+
+/// The async part of [`run_stream_case`] for [`Kind::CallsUnderStream`]:
+/// sequential `add` calls on one connection, first with nothing else on
+/// it, then beside a bulk stream (restarted when it ends). CPU time and
+/// the stream's bytes are those of the second window.
+async fn measure_calls_under_stream<B: Backend>(
+    scenario: Scenario,
+    server: &ServerProcess,
+    cfg: RunConfig,
+) -> Result<Measurement, BoxError>
+where
+    B::Client: StreamClient,
+{
+    let client = B::connect(server.addr()).await?;
+
+    let ctl = Arc::new(Control::default());
+    let calls = tokio::spawn(caller(client.clone(), None, 0, ctl.clone()));
+    Window::run(server, cfg, &ctl).await?;
+    let idle = Latency::of(finish(calls).await?)?;
+
+    let (_, size, n) = scenario.streams();
+    let ctl = Arc::new(Control::default());
+    let bulk = tokio::spawn(stream_reader(client.clone(), n, size, ctl.clone()));
+    let calls = tokio::spawn(caller(client, None, 0, ctl.clone()));
+    let window = Window::run(server, cfg, &ctl).await?;
+    let latencies = finish(calls).await?;
+    finish(bulk).await?;
+    if ctl.items.load(Ordering::Relaxed) == 0 {
+        return Err("no stream item arrived in the measured window".into());
+    }
+    let calls = latencies.len() as u64;
     Ok(Measurement {
-        calls: latencies.len() as u64,
-        elapsed,
-        client_cpu_us: client1.saturating_sub(client0),
-        server_cpu_us: server1.saturating_sub(server0),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
+        idle: Some(idle),
+        ..window.measurement(calls, Some(Latency::of(latencies)?), &ctl)
     })
 }
 

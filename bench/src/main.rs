@@ -7,6 +7,7 @@
 //! cargo run --release -p rpc-bench -- --only seq-add --pin
 //! cargo run --release -p rpc-bench -- --impls tarpc,floor --transports unix
 //! cargo run --release -p rpc-bench -- --only par-add,echo-1k --transports tcp,tls
+//! cargo run --release -p rpc-bench -- --only stream-1k,streams-64x64,calls-under-stream
 //! cargo run --release -p rpc-bench -- idle-mem --impl ours --conns 10000
 //! ```
 //!
@@ -25,7 +26,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::harness::{BoxError, Endpoint, IdleMem, Measurement, RunConfig, Scenario, Transport};
+use crate::harness::{
+    BoxError, Endpoint, IdleMem, Kind, Measurement, RunConfig, Scenario, Transport,
+};
 use crate::report::{Group, Row};
 
 /// Command line.
@@ -75,6 +78,11 @@ impl Impl {
         }
     }
 
+    /// Whether it can run `scenario` (tarpc has no streams).
+    fn runs(self, scenario: Scenario) -> bool {
+        scenario.kind() == Kind::Calls || self != Impl::Tarpc
+    }
+
     /// Runs one scenario against it.
     fn run_case(
         self,
@@ -82,6 +90,13 @@ impl Impl {
         transport: Transport,
         cfg: RunConfig,
     ) -> Result<Measurement, BoxError> {
+        if scenario.kind() != Kind::Calls {
+            return match self {
+                Impl::Tarpc => Err("tarpc has no streams".into()),
+                Impl::Floor => harness::run_stream_case::<floor::Floor>(scenario, transport, cfg),
+                Impl::Ours => harness::run_stream_case::<ours::Ours>(scenario, transport, cfg),
+            };
+        }
         match self {
             Impl::Tarpc => harness::run_case::<tarpc_impl::Tarpc>(scenario, transport, cfg),
             Impl::Floor => harness::run_case::<floor::Floor>(scenario, transport, cfg),
@@ -230,8 +245,15 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
             }
         }
     }
-    let runs = plan.len() * args.transports.len() * args.impls.len();
-    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(100);
+    let mut runs = 0;
+    let mut windows = 0;
+    for &(scenario, _) in &plan {
+        let n = args.impls.iter().filter(|imp| imp.runs(scenario)).count() as u32
+            * args.transports.len() as u32;
+        runs += n;
+        windows += n * scenario.windows();
+    }
+    let per_window = cfg.warmup + cfg.duration + Duration::from_millis(100);
     println!(
         "rpc-bench: {} run(s) of {:.1} s + {:.1} s warm-up, {} runtime thread(s) per side ({}), ~{:.0} s",
         runs,
@@ -239,7 +261,7 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
         cfg.warmup.as_secs_f64(),
         cfg.threads,
         if cfg.threads > 1 || args.multi_thread { "multi-thread runtime" } else { "current-thread runtime" },
-        (per_run * u32::try_from(runs).unwrap_or(u32::MAX)).as_secs_f64()
+        (per_window * windows).as_secs_f64()
     );
     let mut ok = true;
     let mut groups = Vec::new();
@@ -252,10 +274,14 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
             };
             let mut rows = Vec::new();
             for &imp in &args.impls {
-                let outcome = imp.run_case(scenario, transport, cfg).map_err(|e| {
-                    ok = false;
-                    format!("failed: {e}")
-                });
+                let outcome = if imp.runs(scenario) {
+                    imp.run_case(scenario, transport, cfg).map_err(|e| {
+                        ok = false;
+                        format!("failed: {e}")
+                    })
+                } else {
+                    Err("n/a (no streams)".to_owned())
+                };
                 rows.push(Row {
                     imp: imp.name(),
                     outcome,

@@ -6,10 +6,45 @@
 // this binary crate none of that is reachable from outside.
 #![allow(unreachable_pub)]
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
+use std::sync::Arc;
 
-use crate::harness::{Backend, BoxError, Client, Endpoint};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::{
+    check_item, item_bytes, Backend, BoxError, Client, Control, Endpoint, StreamClient,
+};
+
+/// One stream item: bytes that travel as one byte string, so they are
+/// copied once into the frame and once out of it (serde's `Vec<u8>` would be
+/// a sequence, one element at a time). Clones share the bytes.
+#[derive(Clone, Debug)]
+pub struct Chunk(pub Bytes);
+
+impl Serialize for Chunk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Takes a byte string.
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Chunk;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Chunk, E> {
+                Ok(Chunk(Bytes::copy_from_slice(v)))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
 
 /// The benchmark service.
 pub struct Bench;
@@ -24,6 +59,13 @@ impl Bench {
     /// Returns `data` unchanged.
     pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
         data
+    }
+
+    /// A stream of `n` items of `size` bytes, every one sharing the same
+    /// bytes (a server streaming from memory).
+    pub fn chunks(&self, n: u32, size: u32) -> impl Stream<Item = Chunk> + Send + 'static {
+        let item = Chunk(Bytes::from(item_bytes(size as usize)));
+        futures::stream::repeat(item).take(n as usize)
     }
 }
 
@@ -44,6 +86,24 @@ impl Client for OursClient {
 
     async fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>, BoxError> {
         Ok(self.stub.echo(data).await?)
+    }
+}
+
+impl StreamClient for OursClient {
+    async fn read_stream(&self, n: u32, size: u32, ctl: &Arc<Control>) -> Result<u64, BoxError> {
+        let mut items = self.stub.chunks(n, size).await?;
+        let mut read = 0;
+        while let Some(item) = items.next().await {
+            let Chunk(bytes) = item?;
+            check_item(bytes.len(), size)?;
+            ctl.count_item(bytes.len());
+            read += 1;
+            if ctl.stopped() {
+                // Dropping the stream cancels it.
+                break;
+            }
+        }
+        Ok(read)
     }
 }
 
