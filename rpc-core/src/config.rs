@@ -46,8 +46,8 @@ impl Default for PeerConfig {
         PeerConfig {
             max_frame: 16 * 1024 * 1024,
             max_in_flight: 1024,
-            max_streams: 1024,
-            stream_window: 64 * 1024,
+            max_streams: 256,
+            stream_window: 256 * 1024,
             max_send_queue: 64 * 1024 * 1024,
             call_timeout: None,
             heartbeat_interval: Some(Duration::from_secs(10)),
@@ -167,7 +167,7 @@ impl PeerConfig {
     }
 
     /// How many streams the remote's calls may have open on this side at
-    /// once (default 1024): streams this side returns to them, and streams
+    /// once (default 256): streams this side returns to them, and streams
     /// of theirs this side's handlers read.
     ///
     /// A handler that opens one more fails its call with
@@ -211,7 +211,7 @@ impl PeerConfig {
     }
 
     /// How many bytes of a stream's items this side lets the sender have in
-    /// flight before it has read them (default 64 KiB, at least 1).
+    /// flight before it has read them (default 256 KiB, at least 1).
     ///
     /// The sender waits when it has sent this much that this side has not
     /// consumed, so a slow reader holds up the producer instead of

@@ -11,6 +11,7 @@
 //! Owns: the typed ends. The bytes, the credit and the frames belong to the
 //! connection, reached through the [`Port`] seam.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
@@ -32,14 +33,19 @@ pub(crate) trait Port: Send + Sync + 'static {
     /// tells the caller it is open) or the one it takes ([`Way::Up`]; the
     /// caller is granted its first credit).
     fn open_served(&self, way: Way, id: u64) -> Result<(), RemoteError>;
-    /// The next item of receiving end `(way, id)`; `None` once it ended
-    /// cleanly. Grants credit as items are consumed.
-    fn poll_item(
+    /// Moves the items receiving end `(way, id)` holds into `into`
+    /// (`Ready(Some(Ok(())))`), or says how it ended: `Ready(None)`
+    /// cleanly, `Ready(Some(Err(..)))` with an error.
+    fn poll_take(
         &self,
         way: Way,
         id: u64,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, RpcError>>>;
+        into: &mut VecDeque<(Bytes, usize)>,
+    ) -> Poll<Option<Result<(), RpcError>>>;
+    /// The consumer of receiving end `(way, id)` used up `bytes` of items:
+    /// the sender is granted more credit when half the window is used.
+    fn consumed(&self, way: Way, id: u64, bytes: usize);
     /// The consumer let go of receiving end `(way, id)`: the sender is told
     /// to stop if the stream had not ended; `release_slot` gives back the
     /// call's slot among the remote's calls in flight.
@@ -47,8 +53,10 @@ pub(crate) trait Port: Send + Sync + 'static {
     /// Whether sending end `(way, id)` may send an item: `Ready(true)` yes,
     /// `Ready(false)` never again (stopped, or the connection ended).
     fn poll_send(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<bool>;
-    /// Queues one item on sending end `(way, id)`.
-    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<(), RpcError>;
+    /// Queues one item on sending end `(way, id)`; whether another may
+    /// follow at once (credit is left and the queue is not full), without
+    /// asking [`poll_send`](Port::poll_send).
+    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<bool, RpcError>;
     /// Ends sending end `(way, id)`, cleanly or with `error`. For a stream
     /// the callee returns, this also ends the call.
     fn send_end(&self, way: Way, id: u64, error: Option<&RemoteError>);
@@ -132,6 +140,11 @@ pub struct RpcStream<T> {
     done: bool,
     /// The stream a call returned holds the call's slot until it ends.
     holds_slot: bool,
+    /// Items taken from the connection, not yet yielded, with their
+    /// frames' sizes.
+    local: VecDeque<(Bytes, usize)>,
+    /// Bytes of items yielded and not yet reported as consumed.
+    unreported: usize,
     /// The call's deadline, which covers its streams.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The caller's input to the same call, sent while this is read.
@@ -164,6 +177,8 @@ impl<T> RpcStream<T> {
             id,
             done: false,
             holds_slot,
+            local: VecDeque::new(),
+            unreported: 0,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             _input: input,
             _item: PhantomData,
@@ -190,30 +205,54 @@ impl<T: DeserializeOwned> Stream for RpcStream<T> {
         if self.done {
             return Poll::Ready(None);
         }
-        let next = self.port.poll_item(self.way, self.id, cx);
-        let item = match next {
-            Poll::Ready(Some(Ok(bytes))) => match postcard::from_bytes::<T>(&bytes) {
-                Ok(item) => return Poll::Ready(Some(Ok(item))),
-                Err(e) => Err(RpcError::BadReply(format!(
-                    "a stream item of call {} could not be decoded: {e}{}",
-                    self.id,
-                    postcard_hint(&e)
-                ))),
-            },
-            Poll::Ready(Some(Err(e))) => Err(e),
-            Poll::Ready(None) => {
-                self.finish();
-                return Poll::Ready(None);
+        let this = &mut *self;
+        if this.local.is_empty() {
+            if this.unreported > 0 {
+                this.port.consumed(this.way, this.id, this.unreported);
+                this.unreported = 0;
             }
-            Poll::Pending => match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Err(RpcError::Timeout),
-                _ => return Poll::Pending,
-            },
+            let next = this.port.poll_take(this.way, this.id, cx, &mut this.local);
+            let end = match next {
+                Poll::Ready(Some(Ok(()))) => None,
+                Poll::Ready(Some(Err(e))) => Some(Some(Err(e))),
+                Poll::Ready(None) => Some(None),
+                Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Some(Some(Err(RpcError::Timeout))),
+                    _ => return Poll::Pending,
+                },
+            };
+            if let Some(end) = end {
+                this.finish();
+                return Poll::Ready(end);
+            }
+        }
+        let Some((bytes, size)) = this.local.pop_front() else {
+            return Poll::Pending;
         };
-        self.finish();
-        Poll::Ready(Some(item))
+        this.unreported += size;
+        if this.unreported >= REPORT_EVERY {
+            this.port.consumed(this.way, this.id, this.unreported);
+            this.unreported = 0;
+        }
+        match postcard::from_bytes::<T>(&bytes) {
+            Ok(item) => Poll::Ready(Some(Ok(item))),
+            Err(e) => {
+                let e = RpcError::BadReply(format!(
+                    "a stream item of call {} could not be decoded: {e}{}",
+                    this.id,
+                    postcard_hint(&e)
+                ));
+                this.finish();
+                Poll::Ready(Some(Err(e)))
+            }
+        }
     }
 }
+
+/// How many bytes of items a receiving end yields before it reports them
+/// consumed (also when it has yielded all it took): one lock per batch of
+/// small items, and credit back well before the sender runs dry.
+const REPORT_EVERY: usize = 16 * 1024;
 
 /// Aborts a task when dropped.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
@@ -244,18 +283,21 @@ where
 {
     let _forget = OutletGuard { port, way, id };
     let mut items = pin!(items);
+    // Whether the last send said another may follow without asking.
+    let mut ready = false;
     loop {
-        if !std::future::poll_fn(|cx| port.poll_send(way, id, cx)).await {
+        if !ready && !std::future::poll_fn(|cx| port.poll_send(way, id, cx)).await {
             return Pumped::Stopped;
         }
         match items.next().await {
-            Some(item) => {
-                if let Err(e) = port.send_item(way, id, &item as &dyn Payload) {
+            Some(item) => match port.send_item(way, id, &item as &dyn Payload) {
+                Ok(more) => ready = more,
+                Err(e) => {
                     let why = RemoteError::Failed(format!("a stream item could not be sent: {e}"));
                     port.send_end(way, id, Some(&why));
                     return Pumped::Finished;
                 }
-            }
+            },
             None => {
                 port.send_end(way, id, None);
                 return Pumped::Finished;

@@ -96,7 +96,8 @@ async fn a_producer_runs_only_as_far_as_the_credit() {
         within(30, async {
             let streamer = Streamer::default();
             let window = 64 * 1024;
-            let server = serve_streamer(streamer.clone(), &addr, PeerConfig::default()).await;
+            let config = PeerConfig::default().stream_window(window);
+            let server = serve_streamer(streamer.clone(), &addr, config).await;
             let peer = rpc_transport::connect(server.local_addr())
                 .config(PeerConfig::default().stream_window(window))
                 .await
@@ -275,7 +276,8 @@ async fn a_lost_connection_ends_every_open_stream_with_the_reason() {
 async fn a_thousand_streams_and_calls_share_one_connection() {
     for (addr, _dir) in addresses() {
         within(60, async {
-            let server = serve_streamer(Streamer::default(), &addr, PeerConfig::default()).await;
+            let config = PeerConfig::default().max_streams(1024);
+            let server = serve_streamer(Streamer::default(), &addr, config).await;
             let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
             let client = StreamerClient::new(&peer);
             let calc = CalcClient::new(&peer);

@@ -148,12 +148,13 @@ impl Outbox {
     }
 
     /// Encodes a stream item into the queue; how many bytes its frame took
-    /// (length prefix included), for the stream's credit.
+    /// (length prefix included), for the stream's credit, and whether the
+    /// queue is still below [`STREAM_WATER`].
     pub(crate) fn push_counted<P: Payload + ?Sized>(
         &self,
         header: &Header<'_>,
         payload: &P,
-    ) -> Result<usize, PushError> {
+    ) -> Result<(usize, bool), PushError> {
         let mut st = lock(&self.state);
         if st.closing {
             return Err(PushError::Closed);
@@ -165,7 +166,8 @@ impl Outbox {
         match res {
             Ok(Ok(())) => {
                 let size = st.buf.len() - start;
-                self.queued(&mut st, start == 0).map(|()| size)
+                let room = st.buf.len() < STREAM_WATER;
+                self.queued(&mut st, start == 0).map(|()| (size, room))
             }
             Ok(Err(e)) => Err(PushError::Frame(e)),
             Err(panic) => {

@@ -6,6 +6,7 @@
 //! fails), the slot a returned stream keeps, and the frames a stream end
 //! queues. The credit itself is `streams`' business.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,7 +15,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::pending::CallGuard;
-use super::streams::Next;
+use super::streams::Taken;
 use super::{lock, within, Conn};
 use crate::dispatch::Kind;
 use crate::error::{RemoteError, RpcError};
@@ -162,23 +163,26 @@ impl Port for Conn {
         queued.map_err(|e| RemoteError::Failed(self.push_failed(e).to_string()))
     }
 
-    fn poll_item(
+    fn poll_take(
         &self,
         way: Way,
         id: u64,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, RpcError>>> {
-        let next = lock(&self.streams).next(way, id, cx.waker());
-        match next {
-            Next::Item(item, grant) => {
-                if let Some(bytes) = grant {
-                    let _ = self.out.push_bare(&Header::Credit { id, way, bytes });
-                }
-                Poll::Ready(Some(Ok(item)))
-            }
-            Next::End(Ok(())) => Poll::Ready(None),
-            Next::End(Err(e)) => Poll::Ready(Some(Err(e))),
-            Next::Wait => Poll::Pending,
+        into: &mut VecDeque<(Bytes, usize)>,
+    ) -> Poll<Option<Result<(), RpcError>>> {
+        let taken = lock(&self.streams).take(way, id, cx.waker(), into);
+        match taken {
+            Taken::Items => Poll::Ready(Some(Ok(()))),
+            Taken::End(Ok(())) => Poll::Ready(None),
+            Taken::End(Err(e)) => Poll::Ready(Some(Err(e))),
+            Taken::Wait => Poll::Pending,
+        }
+    }
+
+    fn consumed(&self, way: Way, id: u64, bytes: usize) {
+        let grant = lock(&self.streams).consumed(way, id, bytes);
+        if let Some(bytes) = grant {
+            let _ = self.out.push_bare(&Header::Credit { id, way, bytes });
         }
     }
 
@@ -214,13 +218,13 @@ impl Port for Conn {
         self.out.poll_stream_space(cx).map(|()| true)
     }
 
-    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<(), RpcError> {
-        let size = self
+    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<bool, RpcError> {
+        let (size, room) = self
             .out
             .push_counted(&Header::Item { id, way }, item)
             .map_err(|e| self.push_failed(e))?;
-        lock(&self.streams).sent(way, id, size);
-        Ok(())
+        let credit = lock(&self.streams).sent(way, id, size);
+        Ok(credit && room)
     }
 
     fn forget_outlet(&self, way: Way, id: u64) {

@@ -17,6 +17,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
+use super::inbound::SeededIds;
 use crate::error::RpcError;
 use crate::wire::{Way, INITIAL_CREDIT};
 
@@ -42,9 +43,21 @@ struct Outlet {
     waker: Option<Waker>,
 }
 
-/// What a receiving end yields next.
+/// What a receiving end has for its consumer.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Next {
+pub(crate) enum Taken {
+    /// Items were handed over.
+    Items,
+    /// The stream ended: cleanly (`Ok`) or with an error.
+    End(Result<(), RpcError>),
+    /// Nothing yet: the waker is registered.
+    Wait,
+}
+
+/// What a receiving end yields next, one item at a time (the tests' view).
+#[cfg(test)]
+#[derive(Debug, PartialEq)]
+enum Next {
     /// An item's bytes; and, when the consumer has used up half the window,
     /// the credit to grant the sender now.
     Item(Bytes, Option<u32>),
@@ -74,8 +87,8 @@ impl std::fmt::Display for Violation {
 
 /// The table.
 pub(crate) struct StreamTable {
-    inlets: HashMap<(Way, u64), Inlet>,
-    outlets: HashMap<(Way, u64), Outlet>,
+    inlets: HashMap<(Way, u64), Inlet, SeededIds>,
+    outlets: HashMap<(Way, u64), Outlet, SeededIds>,
     /// The window each receiving end keeps granted, in bytes.
     window: u32,
     /// Open ends that belong to the remote's calls (`Down` outlets, `Up`
@@ -88,8 +101,8 @@ pub(crate) struct StreamTable {
 impl StreamTable {
     pub(crate) fn new(window: u32) -> Self {
         StreamTable {
-            inlets: HashMap::new(),
-            outlets: HashMap::new(),
+            inlets: HashMap::default(),
+            outlets: HashMap::default(),
             window: window.max(1),
             served: 0,
             closed: None,
@@ -185,39 +198,77 @@ impl StreamTable {
         inlet.waker.take()
     }
 
-    /// The next thing for the consumer of a receiving end.
-    pub(crate) fn next(&mut self, way: Way, id: u64, waker: &Waker) -> Next {
-        let window = i64::from(self.window);
+    /// Hands every item a receiving end holds to its consumer (into
+    /// `into`), or says how it ended, or registers the waker. The items
+    /// still count against the window until [`consumed`](Self::consumed).
+    pub(crate) fn take(
+        &mut self,
+        way: Way,
+        id: u64,
+        waker: &Waker,
+        into: &mut VecDeque<(Bytes, usize)>,
+    ) -> Taken {
         let Some(inlet) = self.inlets.get_mut(&(way, id)) else {
-            return Next::End(Ok(()));
+            return Taken::End(Ok(()));
         };
-        if let Some((item, size)) = inlet.items.pop_front() {
-            inlet.outstanding -= size as i64;
-            // `outstanding` is below zero when the sender went past its
-            // credit by its last item (as it may): the grant makes up for
-            // that too, or the credit would shrink by the overshoot on
-            // every round until the sender waited for a grant that never
-            // comes.
-            let grant = (inlet.outstanding <= window / 2).then(|| {
-                let more = window - inlet.outstanding;
-                inlet.outstanding = window;
-                inlet.allowance += more;
-                u32::try_from(more).unwrap_or(u32::MAX)
-            });
-            return Next::Item(item, grant);
+        if !inlet.items.is_empty() {
+            if into.is_empty() {
+                std::mem::swap(&mut inlet.items, into);
+            } else {
+                into.append(&mut inlet.items);
+            }
+            return Taken::Items;
         }
         if let Some(end) = inlet.end.take() {
             inlet.end = Some(Ok(()));
-            return Next::End(end);
+            return Taken::End(end);
         }
         if let Some(e) = &self.closed {
-            return Next::End(Err(e.clone()));
+            return Taken::End(Err(e.clone()));
         }
         match &inlet.waker {
             Some(w) if w.will_wake(waker) => {}
             _ => inlet.waker = Some(waker.clone()),
         }
-        Next::Wait
+        Taken::Wait
+    }
+
+    /// The consumer used up `bytes` of items (their frames' sizes). The
+    /// credit to grant the sender now, when half the window is used up.
+    pub(crate) fn consumed(&mut self, way: Way, id: u64, bytes: usize) -> Option<u32> {
+        let window = i64::from(self.window);
+        let inlet = self.inlets.get_mut(&(way, id))?;
+        inlet.outstanding -= bytes as i64;
+        // `outstanding` is below zero when the sender went past its
+        // credit by its last item (as it may): the grant makes up for that
+        // too, or the credit would shrink by the overshoot on every round
+        // until the sender waited for a grant that never comes.
+        (inlet.outstanding <= window / 2).then(|| {
+            let more = window - inlet.outstanding;
+            inlet.outstanding = window;
+            inlet.allowance += more;
+            u32::try_from(more).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// One item at a time, as a consumer that reports each one sees it.
+    #[cfg(test)]
+    fn next(&mut self, way: Way, id: u64, waker: &Waker) -> Next {
+        let mut one = VecDeque::new();
+        match self.take(way, id, waker, &mut one) {
+            Taken::Items => {
+                let (item, size) = one.pop_front().expect("an item");
+                // Put the rest back in front.
+                if let Some(inlet) = self.inlets.get_mut(&(way, id)) {
+                    while let Some(rest) = one.pop_back() {
+                        inlet.items.push_front(rest);
+                    }
+                }
+                Next::Item(item, self.consumed(way, id, size))
+            }
+            Taken::End(end) => Next::End(end),
+            Taken::Wait => Next::Wait,
+        }
     }
 
     /// The consumer let go of a receiving end. Whether it had not ended
@@ -267,10 +318,15 @@ impl StreamTable {
         Some(false)
     }
 
-    /// An item of `size` bytes was queued.
-    pub(crate) fn sent(&mut self, way: Way, id: u64, size: usize) {
-        if let Some(outlet) = self.outlets.get_mut(&(way, id)) {
-            outlet.credit -= size as i64;
+    /// An item of `size` bytes was queued; whether credit is left for
+    /// another.
+    pub(crate) fn sent(&mut self, way: Way, id: u64, size: usize) -> bool {
+        match self.outlets.get_mut(&(way, id)) {
+            Some(outlet) => {
+                outlet.credit -= size as i64;
+                outlet.credit > 0 && !outlet.stopped
+            }
+            None => false,
         }
     }
 
