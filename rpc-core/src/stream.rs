@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{RemoteError, RpcError};
-use crate::wire::{postcard_hint, Payload, Way};
+use crate::wire::{encode_frame_within, postcard_hint, Header, Way};
 
 /// The connection as a stream end sees it.
 pub(crate) trait Port: Send + Sync + 'static {
@@ -50,13 +50,16 @@ pub(crate) trait Port: Send + Sync + 'static {
     /// to stop if the stream had not ended; `release_slot` gives back the
     /// call's slot among the remote's calls in flight.
     fn close_inlet(&self, way: Way, id: u64, release_slot: bool);
-    /// Whether sending end `(way, id)` may send an item: `Ready(true)` yes,
-    /// `Ready(false)` never again (stopped, or the connection ended).
-    fn poll_send(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<bool>;
-    /// Queues one item on sending end `(way, id)`; whether another may
-    /// follow at once (credit is left and the queue is not full), without
-    /// asking [`poll_send`](Port::poll_send).
-    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<bool, RpcError>;
+    /// How many bytes sending end `(way, id)` may send now (at least one
+    /// item may go, whatever its size): `Ready(Some(n))`, with `n > 0` the
+    /// smaller of its credit and the room in the connection's queue;
+    /// `Ready(None)` never again (stopped, or the connection ended).
+    fn poll_budget(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<Option<usize>>;
+    /// The largest frame the remote accepts.
+    fn max_frame(&self) -> usize;
+    /// Queues encoded item frames of sending end `(way, id)` and takes
+    /// their size off its credit.
+    fn send_frames(&self, way: Way, id: u64, frames: &[u8]) -> Result<(), RpcError>;
     /// Ends sending end `(way, id)`, cleanly or with `error`. For a stream
     /// the callee returns, this also ends the call.
     fn send_end(&self, way: Way, id: u64, error: Option<&RemoteError>);
@@ -273,9 +276,10 @@ pub(crate) enum Pumped {
 }
 
 /// Feeds sending end `(way, id)` from `items`: polls the producer only
-/// while credit is left, and sends the end when it runs out. An item that
-/// cannot be sent (it does not encode, or is over the remote's frame
-/// limit) ends the stream with that error.
+/// while credit is left, and sends the end when it runs out. Items ready
+/// together are encoded into one batch, queued with one lock. An item that
+/// cannot be sent (it does not encode, or is over the remote's frame limit)
+/// ends the stream with that error.
 pub(crate) async fn pump<S>(port: &dyn Port, way: Way, id: u64, items: S) -> Pumped
 where
     S: Stream,
@@ -283,25 +287,53 @@ where
 {
     let _forget = OutletGuard { port, way, id };
     let mut items = pin!(items);
-    // Whether the last send said another may follow without asking.
-    let mut ready = false;
+    let header = Header::Item { id, way };
+    let max_frame = port.max_frame();
+    let mut frames = Vec::new();
     loop {
-        if !ready && !std::future::poll_fn(|cx| port.poll_send(way, id, cx)).await {
+        let Some(budget) = std::future::poll_fn(|cx| port.poll_budget(way, id, cx)).await else {
             return Pumped::Stopped;
-        }
-        match items.next().await {
-            Some(item) => match port.send_item(way, id, &item as &dyn Payload) {
-                Ok(more) => ready = more,
-                Err(e) => {
-                    let why = RemoteError::Failed(format!("a stream item could not be sent: {e}"));
-                    port.send_end(way, id, Some(&why));
-                    return Pumped::Finished;
+        };
+        // The first item is awaited; more are taken while they are ready
+        // and the budget lasts.
+        let mut end = None;
+        while frames.len() < budget {
+            let next = if frames.is_empty() {
+                Some(items.next().await)
+            } else {
+                std::future::poll_fn(|cx| match items.as_mut().poll_next(cx) {
+                    Poll::Ready(item) => Poll::Ready(Some(item)),
+                    Poll::Pending => Poll::Ready(None),
+                })
+                .await
+            };
+            match next {
+                Some(Some(item)) => {
+                    if let Err(e) = encode_frame_within(&mut frames, &header, &item, max_frame) {
+                        end = Some(Some(RemoteError::Failed(format!(
+                            "a stream item could not be sent: {e}"
+                        ))));
+                        break;
+                    }
                 }
-            },
-            None => {
-                port.send_end(way, id, None);
+                Some(None) => {
+                    end = Some(None);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !frames.is_empty() {
+            if let Err(e) = port.send_frames(way, id, &frames) {
+                let why = RemoteError::Failed(format!("stream items could not be sent: {e}"));
+                port.send_end(way, id, Some(&why));
                 return Pumped::Finished;
             }
+            frames.clear();
+        }
+        if let Some(error) = end {
+            port.send_end(way, id, error.as_ref());
+            return Pumped::Finished;
         }
     }
 }

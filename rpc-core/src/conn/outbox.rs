@@ -147,43 +147,32 @@ impl Outbox {
         res
     }
 
-    /// Encodes a stream item into the queue; how many bytes its frame took
-    /// (length prefix included), for the stream's credit, and whether the
-    /// queue is still below [`STREAM_WATER`].
-    pub(crate) fn push_counted<P: Payload + ?Sized>(
-        &self,
-        header: &Header<'_>,
-        payload: &P,
-    ) -> Result<(usize, bool), PushError> {
+    /// The remote's frame limit.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Queues frames encoded elsewhere (a stream's batch of items).
+    pub(crate) fn push_encoded(&self, frames: &[u8]) -> Result<(), PushError> {
         let mut st = lock(&self.state);
         if st.closing {
             return Err(PushError::Closed);
         }
-        let start = st.buf.len();
-        let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            encode_frame_within(&mut st.buf, header, payload, self.max_frame)
-        }));
-        match res {
-            Ok(Ok(())) => {
-                let size = st.buf.len() - start;
-                let room = st.buf.len() < STREAM_WATER;
-                self.queued(&mut st, start == 0).map(|()| (size, room))
-            }
-            Ok(Err(e)) => Err(PushError::Frame(e)),
-            Err(panic) => {
-                st.buf.truncate(start);
-                drop(st);
-                std::panic::resume_unwind(panic);
-            }
-        }
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(frames);
+        self.queued(&mut st, was_empty)
     }
 
-    /// Ready once the queue is below [`STREAM_WATER`] (or closing); else
-    /// the waker is registered for the writer's next take.
-    pub(crate) fn poll_stream_space(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    /// The room below [`STREAM_WATER`] (at least one byte), once there is
+    /// some; else the waker is registered for the writer's next take. A
+    /// closing queue has room: the push that follows reports it closed.
+    pub(crate) fn poll_stream_room(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<usize> {
         let mut st = lock(&self.state);
         if st.buf.len() < STREAM_WATER || st.closing {
-            return std::task::Poll::Ready(());
+            return std::task::Poll::Ready(STREAM_WATER.saturating_sub(st.buf.len()).max(1));
         }
         if !st.stream_waiters.iter().any(|w| w.will_wake(cx.waker())) {
             st.stream_waiters.push(cx.waker().clone());

@@ -16,6 +16,7 @@ use tracing::{debug, trace, warn};
 
 use super::inbound::deadline;
 use super::pending::Outcome;
+use super::streams::Event;
 use super::{lock, Conn};
 use crate::codec::{FrameReader, ReadError};
 use crate::dispatch::{Incoming, Kind, LookupCache, Registry, Respond, Target};
@@ -37,18 +38,33 @@ struct ReadBatch {
     waking: Vec<(tokio::sync::oneshot::Sender<Outcome>, Outcome)>,
     /// Errors for calls answered already: the ends of returned streams.
     orphans: Vec<(u64, RpcError)>,
+    /// The read's stream frames, applied together.
+    streams: Vec<Event>,
+    /// Scratch space for the stream ends to wake.
+    stream_wakers: Vec<std::task::Waker>,
 }
 
 impl ReadBatch {
-    /// Hands the read's replies to their callers, and the errors that end
-    /// returned streams to those streams.
-    fn deliver(&mut self, conn: &Conn) {
+    /// Hands the read's stream frames to their streams, its replies to
+    /// their callers, and the errors that end returned streams to those
+    /// streams, in that order (the order they came in: a stream's items
+    /// come before the error that ends it).
+    fn deliver(&mut self, conn: &Conn) -> Result<(), DisconnectReason> {
+        let mut applied = Ok(());
+        if !self.streams.is_empty() {
+            applied = lock(&conn.streams).apply_all(&mut self.streams, &mut self.stream_wakers);
+            self.streams.clear();
+            self.stream_wakers
+                .drain(..)
+                .for_each(std::task::Waker::wake);
+        }
         conn.pending
             .complete_all(&mut self.replies, &mut self.waking, &mut self.orphans);
         for (id, e) in self.orphans.drain(..) {
             let woken = lock(&conn.streams).ended(Way::Down, id, Err(e));
             woken.into_iter().for_each(std::task::Waker::wake);
         }
+        applied.map_err(|v| DisconnectReason::Protocol(v.to_string()))
     }
 }
 
@@ -98,7 +114,9 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         if reader.partial() && partial_since.is_none() {
             partial_since = Some(Instant::now());
         }
-        batch.deliver(&conn);
+        if let Err(reason) = batch.deliver(&conn) {
+            break reason;
+        }
         if !batch.calls.is_empty() {
             // If the dispatcher is gone the calls are dropped, which
             // releases them.
@@ -124,7 +142,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     };
     // Replies that arrived just before the end (a reply followed by a
     // goodbye in one read) still reach their callers.
-    batch.deliver(&conn);
+    let _ = batch.deliver(&conn);
     conn.close(reason, false);
 }
 
@@ -205,10 +223,12 @@ fn route(
         Header::Item { id, way } => {
             let size = LEN_PREFIX + frame.len();
             frame.advance(header_len);
-            let woken = lock(&conn.streams)
-                .received(way, id, frame, size)
-                .map_err(|v| DisconnectReason::Protocol(v.to_string()))?;
-            woken.into_iter().for_each(std::task::Waker::wake);
+            batch.streams.push(Event::Item {
+                way,
+                id,
+                item: frame,
+                size,
+            });
         }
         Header::End { id, way } => {
             let end = match postcard::from_bytes::<Option<RemoteError>>(payload) {
@@ -218,17 +238,10 @@ fn route(
                     "the end of stream {way:?} of call {id} could not be decoded: {e}"
                 ))),
             };
-            let woken = lock(&conn.streams).ended(way, id, end);
-            woken.into_iter().for_each(std::task::Waker::wake);
+            batch.streams.push(Event::End { way, id, end });
         }
-        Header::Credit { id, way, bytes } => {
-            let woken = lock(&conn.streams).credit(way, id, bytes);
-            woken.into_iter().for_each(std::task::Waker::wake);
-        }
-        Header::Stop { id } => {
-            let woken = lock(&conn.streams).stop(Way::Up, id);
-            woken.into_iter().for_each(std::task::Waker::wake);
-        }
+        Header::Credit { id, way, bytes } => batch.streams.push(Event::Credit { way, id, bytes }),
+        Header::Stop { id } => batch.streams.push(Event::Stop { id }),
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::{lock, within, Conn};
 use crate::dispatch::Kind;
 use crate::error::{RemoteError, RpcError};
 use crate::stream::{AbortOnDrop, Port};
-use crate::wire::{Header, Payload, Way};
+use crate::wire::{Header, Way};
 
 /// Starts the pump of a call's input, given the connection and the call id.
 pub(crate) type InputPump = Box<dyn FnOnce(Arc<dyn Port>, u64) -> BoxFuture<'static, ()> + Send>;
@@ -209,22 +209,27 @@ impl Port for Conn {
         }
     }
 
-    fn poll_send(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<bool> {
-        match lock(&self.streams).may_send(way, id, cx.waker()) {
-            None => return Poll::Ready(false),
-            Some(false) => return Poll::Pending,
-            Some(true) => {}
-        }
-        self.out.poll_stream_space(cx).map(|()| true)
+    fn poll_budget(&self, way: Way, id: u64, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+        let credit = match lock(&self.streams).may_send(way, id, cx.waker()) {
+            None => return Poll::Ready(None),
+            Some(0) => return Poll::Pending,
+            Some(credit) => credit,
+        };
+        self.out
+            .poll_stream_room(cx)
+            .map(|room| Some(room.min(credit)))
     }
 
-    fn send_item(&self, way: Way, id: u64, item: &dyn Payload) -> Result<bool, RpcError> {
-        let (size, room) = self
-            .out
-            .push_counted(&Header::Item { id, way }, item)
+    fn max_frame(&self) -> usize {
+        self.out.max_frame()
+    }
+
+    fn send_frames(&self, way: Way, id: u64, frames: &[u8]) -> Result<(), RpcError> {
+        self.out
+            .push_encoded(frames)
             .map_err(|e| self.push_failed(e))?;
-        let credit = lock(&self.streams).sent(way, id, size);
-        Ok(credit && room)
+        lock(&self.streams).sent(way, id, frames.len());
+        Ok(())
     }
 
     fn forget_outlet(&self, way: Way, id: u64) {

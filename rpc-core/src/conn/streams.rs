@@ -67,6 +67,29 @@ enum Next {
     Wait,
 }
 
+/// A stream frame from the remote, as the reader hands it over: the frames
+/// of one read are applied together, under one lock.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// An item arrived (`size`: its whole frame, length prefix included).
+    Item {
+        way: Way,
+        id: u64,
+        item: Bytes,
+        size: usize,
+    },
+    /// The stream ended.
+    End {
+        way: Way,
+        id: u64,
+        end: Result<(), RpcError>,
+    },
+    /// The receiver granted credit.
+    Credit { way: Way, id: u64, bytes: u32 },
+    /// The callee stopped reading the caller's stream of call `id`.
+    Stop { id: u64 },
+}
+
 /// Why a frame from the remote is refused.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Violation {
@@ -188,6 +211,30 @@ impl StreamTable {
         Ok(inlet.waker.take())
     }
 
+    /// Applies the stream frames of one read, in order; who to wake goes
+    /// to `wake`. The first violation stops there.
+    pub(crate) fn apply_all(
+        &mut self,
+        events: &mut Vec<Event>,
+        wake: &mut Vec<Waker>,
+    ) -> Result<(), Violation> {
+        for event in events.drain(..) {
+            let woken = match event {
+                Event::Item {
+                    way,
+                    id,
+                    item,
+                    size,
+                } => self.received(way, id, item, size)?,
+                Event::End { way, id, end } => self.ended(way, id, end),
+                Event::Credit { way, id, bytes } => self.credit(way, id, bytes),
+                Event::Stop { id } => self.stop(Way::Up, id),
+            };
+            wake.extend(woken);
+        }
+        Ok(())
+    }
+
     /// The stream ended (cleanly, or with an error from the sender or the
     /// call). Who to wake.
     pub(crate) fn ended(&mut self, way: Way, id: u64, end: Result<(), RpcError>) -> Option<Waker> {
@@ -297,10 +344,10 @@ impl StreamTable {
         outlet.waker.take()
     }
 
-    /// Whether a sending end may send an item now: `Some(true)` yes,
-    /// `Some(false)` not yet (the waker is registered), `None` never (the
-    /// receiver stopped, or the end is gone).
-    pub(crate) fn may_send(&mut self, way: Way, id: u64, waker: &Waker) -> Option<bool> {
+    /// The credit a sending end has now: `Some(n)` with `n > 0`, or
+    /// `Some(0)` when it must wait (the waker is registered), or `None`
+    /// never again (the receiver stopped, or the end is gone).
+    pub(crate) fn may_send(&mut self, way: Way, id: u64, waker: &Waker) -> Option<usize> {
         if self.closed.is_some() {
             return None;
         }
@@ -309,24 +356,19 @@ impl StreamTable {
             return None;
         }
         if outlet.credit > 0 {
-            return Some(true);
+            return Some(usize::try_from(outlet.credit).unwrap_or(usize::MAX));
         }
         match &outlet.waker {
             Some(w) if w.will_wake(waker) => {}
             _ => outlet.waker = Some(waker.clone()),
         }
-        Some(false)
+        Some(0)
     }
 
-    /// An item of `size` bytes was queued; whether credit is left for
-    /// another.
-    pub(crate) fn sent(&mut self, way: Way, id: u64, size: usize) -> bool {
-        match self.outlets.get_mut(&(way, id)) {
-            Some(outlet) => {
-                outlet.credit -= size as i64;
-                outlet.credit > 0 && !outlet.stopped
-            }
-            None => false,
+    /// Items of `size` bytes were queued.
+    pub(crate) fn sent(&mut self, way: Way, id: u64, size: usize) {
+        if let Some(outlet) = self.outlets.get_mut(&(way, id)) {
+            outlet.credit -= size as i64;
         }
     }
 
@@ -422,7 +464,7 @@ mod tests {
                 // The sender sends all it may, the receiver takes it all in
                 // and consumes it, and its grants reach the sender.
                 let mut sent = 0;
-                while sender.may_send(Way::Up, 1, w) == Some(true) {
+                while sender.may_send(Way::Up, 1, w).is_some_and(|c| c > 0) {
                     sender.sent(Way::Up, 1, item_size);
                     receiver
                         .received(Way::Up, 1, Bytes::new(), item_size)
@@ -445,11 +487,11 @@ mod tests {
         assert_eq!(t.open_inlet(Way::Down, 7), Some(0));
         assert!(t.open_outlet(Way::Down, 7));
         let w = Waker::noop();
-        assert_eq!(t.may_send(Way::Down, 7, w), Some(true));
+        assert_eq!(t.may_send(Way::Down, 7, w), Some(INITIAL_CREDIT as usize));
         t.sent(Way::Down, 7, INITIAL_CREDIT as usize);
-        assert_eq!(t.may_send(Way::Down, 7, w), Some(false));
+        assert_eq!(t.may_send(Way::Down, 7, w), Some(0));
         t.credit(Way::Down, 7, 1);
-        assert_eq!(t.may_send(Way::Down, 7, w), Some(true));
+        assert_eq!(t.may_send(Way::Down, 7, w), Some(1));
         t.stop(Way::Down, 7);
         assert_eq!(t.may_send(Way::Down, 7, w), None);
     }
@@ -458,9 +500,9 @@ mod tests {
     fn an_up_sender_waits_for_the_first_grant() {
         let mut t = StreamTable::new(1000);
         t.open_outlet(Way::Up, 3);
-        assert_eq!(t.may_send(Way::Up, 3, Waker::noop()), Some(false));
+        assert_eq!(t.may_send(Way::Up, 3, Waker::noop()), Some(0));
         t.credit(Way::Up, 3, 1000);
-        assert_eq!(t.may_send(Way::Up, 3, Waker::noop()), Some(true));
+        assert_eq!(t.may_send(Way::Up, 3, Waker::noop()), Some(1000));
     }
 
     #[test]
