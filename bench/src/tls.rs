@@ -77,7 +77,7 @@ pub(crate) fn ca_line() -> Result<String, BoxError> {
 /// Reads the line [`ca_line`] printed.
 pub(crate) fn parse_ca_line(line: &str) -> Result<Vec<u8>, BoxError> {
     let line = line.trim();
-    if line.is_empty() || !line.len().is_multiple_of(2) {
+    if line.is_empty() || line.len() % 2 != 0 {
         return Err("the TLS server did not print its CA certificate".into());
     }
     (0..line.len())

@@ -9,6 +9,11 @@ use rpc_core::RpcError;
 
 /// A transport address.
 ///
+/// Both variants exist whatever the cargo features, and both always parse;
+/// dialing or binding one whose kind of socket is not built in (`tcp`, or
+/// `unix` on a Unix target) fails with [`RpcError::BadAddress`] naming the
+/// missing feature.
+///
 /// # Examples
 ///
 /// ```

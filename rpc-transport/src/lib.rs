@@ -11,6 +11,20 @@
 //!   verified certificate for handlers (mutual TLS); see the `tls` module
 //!   and `docs/tls.md`.
 //!
+//! # Cargo features
+//!
+//! | Feature | Default | What it adds |
+//! |---------|---------|--------------|
+//! | `tcp`   | yes     | TCP sockets: `tcp://host:port` |
+//! | `unix`  | yes     | Unix-domain sockets: `unix:///path` (only on Unix targets; elsewhere it does nothing) |
+//! | `tls`   | no      | TLS with rustls (ring provider) over either kind of socket; turns on `tcp` |
+//!
+//! Both [`Address`] variants exist whatever the features, so a `match` on
+//! an address compiles the same in every build; dialing or binding an
+//! address whose kind of socket is not built in fails with
+//! [`RpcError::BadAddress`](rpc_core::RpcError::BadAddress) naming the
+//! missing feature.
+//!
 //! # Examples
 //!
 //! ```

@@ -853,6 +853,7 @@ impl Drop for Server {
         for p in lock(&self.inner.peers).drain().map(|(_, p)| p) {
             p.close_with(DisconnectReason::Shutdown);
         }
+        #[cfg(all(unix, feature = "unix"))]
         if let Address::Unix(path) = &self.inner.addr {
             let _ = std::fs::remove_file(path);
         }

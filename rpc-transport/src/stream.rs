@@ -1,14 +1,25 @@
 //! Dialing and accepting sockets; a connected [`Socket`], whole (for TLS to
 //! wrap) or split into owned halves; the [`Stream`] the protocol runs over.
+//!
+//! Each kind of socket is there only with its cargo feature: TCP with
+//! `tcp`, Unix-domain sockets with `unix` on Unix targets. An address whose
+//! kind is not built in still parses; dialing or binding it fails with
+//! [`RpcError::BadAddress`] naming the missing feature.
+
+// With no kind of socket built in, nothing here can be reached.
+#![cfg_attr(
+    not(any(feature = "tcp", all(unix, feature = "unix"))),
+    allow(unused_variables, dead_code, clippy::drop_non_drop)
+)]
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use rpc_core::{AttachOptions, IoError, RpcError};
+#[cfg(any(feature = "tcp", all(unix, feature = "unix")))]
+use rpc_core::IoError;
+use rpc_core::{AttachOptions, RpcError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::address::Address;
 
@@ -17,15 +28,46 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
 /// The write half of a socket.
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
 
+/// Runs `$body` with `$s` bound to the socket inside the [`Socket`]
+/// `$value`, whatever its kind (`ref` when `$value` is a reference).
+macro_rules! each_socket {
+    (ref $value:expr, $s:ident => $body:expr) => {
+        match $value {
+            #[cfg(feature = "tcp")]
+            Socket::Tcp($s) => $body,
+            #[cfg(all(unix, feature = "unix"))]
+            Socket::Unix($s) => $body,
+            #[cfg(not(any(feature = "tcp", all(unix, feature = "unix"))))]
+            Socket::None(never) => match *never {},
+        }
+    };
+    ($value:expr, $s:ident => $body:expr) => {
+        match $value {
+            #[cfg(feature = "tcp")]
+            Socket::Tcp($s) => $body,
+            #[cfg(all(unix, feature = "unix"))]
+            Socket::Unix($s) => $body,
+            #[cfg(not(any(feature = "tcp", all(unix, feature = "unix"))))]
+            Socket::None(never) => match never {},
+        }
+    };
+}
+
 /// A connected socket of either kind. TCP sockets have `TCP_NODELAY` set
-/// from the start, so TLS over them gets it too.
+/// from the start, so TLS over them gets it too. Only the kinds built in
+/// are there; with none, the one variant cannot be made.
 pub(crate) enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
+    #[cfg(feature = "tcp")]
+    Tcp(tokio::net::TcpStream),
+    #[cfg(all(unix, feature = "unix"))]
+    Unix(tokio::net::UnixStream),
+    #[cfg(not(any(feature = "tcp", all(unix, feature = "unix"))))]
+    None(std::convert::Infallible),
 }
 
 impl Socket {
-    fn tcp(s: TcpStream) -> Socket {
+    #[cfg(feature = "tcp")]
+    fn tcp(s: tokio::net::TcpStream) -> Socket {
         // Small calls must not wait for Nagle's algorithm.
         let _ = s.set_nodelay(true);
         Socket::Tcp(s)
@@ -33,16 +75,10 @@ impl Socket {
 
     /// Splits into owned halves (no lock between them).
     pub(crate) fn into_halves(self) -> (ReadHalf, WriteHalf) {
-        match self {
-            Socket::Tcp(s) => {
-                let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
-            }
-            Socket::Unix(s) => {
-                let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
-            }
-        }
+        each_socket!(self, s => {
+            let (r, w) = s.into_split();
+            (Box::new(r) as ReadHalf, Box::new(w) as WriteHalf)
+        })
     }
 }
 
@@ -52,10 +88,7 @@ impl AsyncRead for Socket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        each_socket!(ref self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -65,10 +98,7 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        each_socket!(ref self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -76,31 +106,19 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        each_socket!(ref self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Socket::Tcp(s) => s.is_write_vectored(),
-            Socket::Unix(s) => s.is_write_vectored(),
-        }
+        each_socket!(ref self, s => s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        each_socket!(ref self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        each_socket!(ref self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -167,17 +185,32 @@ impl ClientLayer {
     }
 }
 
+/// Why `addr` cannot be used in this build, if its kind of socket is not
+/// built in.
+fn not_built_in(addr: &Address) -> RpcError {
+    let why = match addr {
+        Address::Tcp(_) => "TCP needs the `tcp` feature of rpc-transport, which is off in this build",
+        Address::Unix(_) if cfg!(unix) => {
+            "Unix-domain sockets need the `unix` feature of rpc-transport, which is off in this build"
+        }
+        Address::Unix(_) => "Unix-domain sockets are not available on this platform",
+    };
+    RpcError::BadAddress(format!("`{addr}`: {why}"))
+}
+
 /// Opens a socket to `addr`.
 pub(crate) async fn dial(addr: &Address) -> Result<Socket, RpcError> {
     match addr {
+        #[cfg(feature = "tcp")]
         Address::Tcp(hp) => {
-            let s = TcpStream::connect(hp.as_str())
+            let s = tokio::net::TcpStream::connect(hp.as_str())
                 .await
                 .map_err(|e| RpcError::Io(IoError::new(format!("connecting to tcp://{hp}"), e)))?;
             Ok(Socket::tcp(s))
         }
+        #[cfg(all(unix, feature = "unix"))]
         Address::Unix(p) => {
-            let s = UnixStream::connect(p).await.map_err(|e| {
+            let s = tokio::net::UnixStream::connect(p).await.map_err(|e| {
                 RpcError::Io(IoError::new(
                     format!("connecting to unix://{}", p.display()),
                     e,
@@ -185,13 +218,19 @@ pub(crate) async fn dial(addr: &Address) -> Result<Socket, RpcError> {
             })?;
             Ok(Socket::Unix(s))
         }
+        #[allow(unreachable_patterns)]
+        other => Err(not_built_in(other)),
     }
 }
 
 /// A bound listener.
 pub(crate) enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
+    #[cfg(feature = "tcp")]
+    Tcp(tokio::net::TcpListener),
+    #[cfg(all(unix, feature = "unix"))]
+    Unix(tokio::net::UnixListener),
+    #[cfg(not(any(feature = "tcp", all(unix, feature = "unix"))))]
+    None(std::convert::Infallible),
 }
 
 impl Listener {
@@ -199,20 +238,24 @@ impl Listener {
     /// (with the real port when port 0 was asked for).
     pub(crate) async fn bind(addr: &Address) -> Result<(Listener, Address), RpcError> {
         match addr {
+            #[cfg(feature = "tcp")]
             Address::Tcp(hp) => {
-                let l = TcpListener::bind(hp.as_str())
+                let l = tokio::net::TcpListener::bind(hp.as_str())
                     .await
                     .map_err(|e| RpcError::Io(IoError::new(format!("binding tcp://{hp}"), e)))?;
                 let local = l.local_addr()?;
                 Ok((Listener::Tcp(l), Address::Tcp(local.to_string())))
             }
+            #[cfg(all(unix, feature = "unix"))]
             Address::Unix(p) => {
                 remove_stale_socket(p).await?;
-                let l = UnixListener::bind(p).map_err(|e| {
+                let l = tokio::net::UnixListener::bind(p).map_err(|e| {
                     RpcError::Io(IoError::new(format!("binding unix://{}", p.display()), e))
                 })?;
                 Ok((Listener::Unix(l), addr.clone()))
             }
+            #[allow(unreachable_patterns)]
+            other => Err(not_built_in(other)),
         }
     }
 
@@ -220,16 +263,19 @@ impl Listener {
     /// description of the remote.
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, String)>> {
         match self {
+            #[cfg(feature = "tcp")]
             Listener::Tcp(l) => l
                 .poll_accept(cx)
                 .map_ok(|(s, remote)| (Socket::tcp(s), remote.to_string())),
+            #[cfg(all(unix, feature = "unix"))]
             Listener::Unix(l) => l
                 .poll_accept(cx)
                 .map_ok(|(s, _)| (Socket::Unix(s), "unix peer".to_string())),
+            #[cfg(not(any(feature = "tcp", all(unix, feature = "unix"))))]
+            Listener::None(never) => match *never {},
         }
     }
 }
-
 /// A listener that can be closed at once from any thread, even while a task
 /// is waiting on it: dropping a `Server` frees its address before `drop`
 /// returns, so the same address can be bound again right away.
@@ -262,11 +308,12 @@ impl SharedListener {
 
 /// A socket file left by a dead server is removed; one with a live server
 /// behind it is reported as in use.
-async fn remove_stale_socket(path: &Path) -> Result<(), RpcError> {
+#[cfg(all(unix, feature = "unix"))]
+async fn remove_stale_socket(path: &std::path::Path) -> Result<(), RpcError> {
     if std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    match UnixStream::connect(path).await {
+    match tokio::net::UnixStream::connect(path).await {
         Ok(_) => Err(RpcError::Io(IoError::new(
             format!(
                 "binding unix://{}: a server is listening there",

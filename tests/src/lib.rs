@@ -34,12 +34,22 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The README and the guide in `docs/`, included so that `cargo test --doc`
-/// compiles and runs every Rust example in them.
+/// The READMEs (the workspace's and each published crate's) and the guide
+/// in `docs/`, included so that `cargo test --doc` compiles and runs every
+/// Rust example in them.
 #[cfg(doctest)]
 pub mod guide {
     #[doc = include_str!("../../README.md")]
     pub struct Readme;
+
+    #[doc = include_str!("../../rpc-core/README.md")]
+    pub struct CoreReadme;
+
+    #[doc = include_str!("../../rpc-macros/README.md")]
+    pub struct MacrosReadme;
+
+    #[doc = include_str!("../../rpc-transport/README.md")]
+    pub struct TransportReadme;
 
     #[doc = include_str!("../../docs/README.md")]
     pub struct Index;

@@ -186,7 +186,7 @@ impl Rng {
 
     /// True with probability `1 / n`.
     fn one_in(&mut self, n: u64) -> bool {
-        self.next_u64().is_multiple_of(n)
+        self.next_u64() % n == 0
     }
 
     /// A new generator whose stream is derived from this one.
