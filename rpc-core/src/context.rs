@@ -42,7 +42,7 @@ pub struct CallContext {
     pub(crate) remote_name: Option<Arc<str>>,
     pub(crate) peer_identity: Option<PeerIdentity>,
     pub(crate) object: Arc<str>,
-    pub(crate) method: &'static str,
+    pub(crate) method: Arc<str>,
     pub(crate) request_id: Option<u64>,
     pub(crate) deadline: Option<Instant>,
 }
@@ -265,8 +265,8 @@ impl CallContext {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn method(&self) -> &'static str {
-        self.method
+    pub fn method(&self) -> &str {
+        &self.method
     }
 
     /// The caller's id for this call; `None` for a one-way notification.

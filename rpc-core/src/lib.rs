@@ -88,7 +88,9 @@ pub mod __wire {
 pub use budget::BufferBudget;
 pub use config::PeerConfig;
 pub use context::CallContext;
-pub use dispatch::{CloseFuture, Handled, HandlerFuture, Incoming, Registry, Replied, Service};
+pub use dispatch::{
+    CloseFuture, Fallback, Handled, HandlerFuture, Incoming, Registry, Replied, Service,
+};
 pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
 pub use identity::{AttachOptions, PeerIdentity};
 pub use peer::{Peer, Side, Status, WeakPeer};

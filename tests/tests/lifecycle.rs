@@ -641,3 +641,28 @@ async fn every_client_of_a_graceful_shutdown_hears_it() {
         }
     }
 }
+
+/// A server that closes (shuts down) while a dialer's handshake is
+/// finishing: the dialer has its verdict already, and hears that the
+/// server shuts down rather than seeing its stream just end.
+#[tokio::test]
+async fn a_server_closed_during_the_handshake_says_it_is_shutting_down() {
+    use rpc_core::{Peer, PeerConfig, Registry, Side};
+    within(10, async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (rd, wr) = tokio::io::split(a);
+        let server = Peer::detached(Registry::new(), PeerConfig::default());
+        server.close_with(DisconnectReason::Shutdown);
+        let (accepted, dialed) = tokio::join!(
+            server.attach(rd, wr, Side::Accept { connection_id: 1 }),
+            Peer::connect(b, Registry::new(), PeerConfig::default()),
+        );
+        assert_eq!(
+            accepted.unwrap_err(),
+            RpcError::ConnectionClosed(DisconnectReason::Shutdown)
+        );
+        let client = dialed.unwrap();
+        assert_eq!(client.closed().await, DisconnectReason::Shutdown);
+    })
+    .await;
+}

@@ -100,7 +100,7 @@ fn run(conn: &Arc<Conn>, incoming: Incoming) -> Ran {
             "rpc.serve",
             otel.kind = "server",
             rpc.service = &*incoming.target.object,
-            rpc.method = incoming.target.method,
+            rpc.method = &*incoming.target.method,
             rpc.request_id = id,
         )
     });

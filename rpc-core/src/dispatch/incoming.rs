@@ -237,7 +237,7 @@ impl Incoming {
             remote_name: origin.remote_name,
             peer_identity: origin.peer_identity,
             object: self.target.object.clone(),
-            method: self.target.method,
+            method: self.target.method.clone(),
             request_id: self.id,
             deadline: self.deadline,
         }
@@ -257,8 +257,8 @@ impl Incoming {
     ///     fn name() -> &'static str { "Names" }
     ///     fn methods() -> &'static [&'static str] { &["ping", "pong"] }
     ///     fn dispatch(self: Arc<Self>, _: usize, call: Incoming) -> Handled {
-    ///         let name = call.method();
-    ///         Handled::Done(call.reply(name))
+    ///         let name = call.method().to_string();
+    ///         Handled::Done(call.reply(&name))
     ///     }
     /// }
     /// # use rpc_core::{Peer, PeerConfig, Registry};
@@ -275,8 +275,77 @@ impl Incoming {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn method(&self) -> &'static str {
-        self.target.method
+    pub fn method(&self) -> &str {
+        &self.target.method
+    }
+
+    /// The name of the object being called (as the caller wrote it, which
+    /// is the exposed name unless a fallback answers).
+    ///
+    /// # Examples
+    ///
+    /// See [`Registry::fallback`](crate::Registry::fallback).
+    pub fn object(&self) -> &str {
+        &self.target.object
+    }
+
+    /// The call's arguments as they arrived: the postcard encoding of the
+    /// tuple of its parameters. For a fallback that forwards the call
+    /// without knowing its types ([`Peer::call_raw`](crate::Peer::call_raw)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Handled, Incoming, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let served = Registry::new();
+    /// served.fallback(|call: Incoming| {
+    ///     let n = call.raw_args().len();
+    ///     Handled::Done(call.reply(&n))
+    /// });
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// // Two small varints: two bytes.
+    /// assert_eq!(client.call::<usize, _>("Any.thing", &(1u32, 2u32)).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn raw_args(&self) -> &[u8] {
+        &self.args
+    }
+
+    /// Answers the call with a value that is already encoded (the bytes a
+    /// reply carries, as [`Peer::call_raw`](crate::Peer::call_raw) returns
+    /// them): for a fallback that forwards calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Handled, Incoming, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let served = Registry::new();
+    /// served.fallback(|call: Incoming| {
+    ///     let encoded = postcard::to_stdvec(&42u32).unwrap();
+    ///     Handled::Done(call.reply_raw(&encoded))
+    /// });
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// assert_eq!(client.call::<u32, _>("Any.thing", &()).await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reply_raw(self, encoded: &[u8]) -> Replied {
+        self.reply(&crate::wire::Raw(encoded))
     }
 
     /// Whether this is a one-way notification (no answer is sent).

@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::service::{CloseFuture, Service};
+use super::incoming::Incoming;
+use super::service::{CloseFuture, Handled, Service};
 use crate::error::RemoteError;
 
 /// Hashes a call's target name with FNV-1a: a fraction of SipHash's cost on
@@ -43,6 +44,11 @@ impl std::hash::Hasher for TargetHasher {
 struct Table {
     targets: HashMap<Box<str>, Arc<Target>, std::hash::BuildHasherDefault<TargetHasher>>,
     objects: HashMap<Arc<str>, ObjectEntry>,
+    /// Answers calls to objects nobody exposed (and unknown methods of
+    /// objects without a fallback of their own).
+    fallback: Option<Arc<dyn Service>>,
+    /// Answers calls to unknown methods of one object.
+    object_fallbacks: HashMap<Arc<str>, Arc<dyn Service>>,
 }
 
 struct ObjectEntry {
@@ -125,7 +131,7 @@ pub(crate) struct Target {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) index: usize,
     pub(crate) object: Arc<str>,
-    pub(crate) method: &'static str,
+    pub(crate) method: Arc<str>,
 }
 
 impl Registry {
@@ -277,7 +283,7 @@ impl Registry {
                     service: service.clone(),
                     index,
                     object: name.clone(),
-                    method,
+                    method: Arc::from(*method),
                 }),
             );
         }
@@ -313,6 +319,107 @@ impl Registry {
     pub fn remove(&self, name: &str) -> bool {
         let mut t = self.table.write();
         remove_object(&mut t, name)
+    }
+
+    /// Answers every call that no exposed object can: calls to objects
+    /// nobody exposed, and to unknown methods of objects without a
+    /// fallback of their own ([`fallback_for`](Self::fallback_for)).
+    /// Replaces an earlier one. Without a fallback those calls fail with
+    /// [`RemoteError::UnknownObject`] or [`RemoteError::UnknownMethod`], as
+    /// always.
+    ///
+    /// The handler gets the call as an [`Incoming`](crate::Incoming): its
+    /// [`object`](crate::Incoming::object) and
+    /// [`method`](crate::Incoming::method) names, its arguments (decoded
+    /// with [`args`](crate::Incoming::args), or raw with
+    /// [`raw_args`](crate::Incoming::raw_args)), its context, and the
+    /// usual ways to answer, at once or from a future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Handled, Incoming, Peer, PeerConfig, Registry, RemoteError, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let served = Registry::new();
+    /// served.fallback(|call: Incoming| {
+    ///     let said = format!("{}.{} is not here", call.object(), call.method());
+    ///     Handled::Done(call.reply(&said))
+    /// });
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let answer: String = client.call("Ghost.boo", &()).await?;
+    /// assert_eq!(answer, "Ghost.boo is not here");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fallback(&self, handler: impl Fallback) {
+        self.table.write().fallback = Some(Arc::new(FallbackService(Box::new(handler))));
+    }
+
+    /// Answers the calls to unknown methods of the object `name` (whether
+    /// or not an object is exposed under that name): its methods are
+    /// answered as usual, every other `name.method` goes to `handler`.
+    /// Replaces an earlier one for that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Handled, Incoming, Peer, PeerConfig, Registry, RpcError};
+    ///
+    /// pub struct Config;
+    /// #[expose]
+    /// impl Config {
+    ///     pub fn version(&self) -> u32 { 3 }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let served = Registry::new();
+    /// served.expose(Config);
+    /// // Any other method of `Config` is a setting, read by name.
+    /// served.fallback_for("Config", |call: Incoming| {
+    ///     let value = format!("<{}>", call.method());
+    ///     Handled::Done(call.reply(&value))
+    /// });
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// assert_eq!(ConfigClient::new(&client).version().await?, 3);
+    /// assert_eq!(client.call::<String, _>("Config.colour", &()).await?, "<colour>");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fallback_for(&self, name: &str, handler: impl Fallback) {
+        let service: Arc<dyn Service> = Arc::new(FallbackService(Box::new(handler)));
+        self.table
+            .write()
+            .object_fallbacks
+            .insert(Arc::from(name), service);
+    }
+
+    /// Removes this registry's fallbacks (the registry's and every
+    /// object's): unknown calls fail as they do without them again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Handled, Incoming, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// registry.fallback(|call: Incoming| Handled::Done(call.unknown_method()));
+    /// registry.remove_fallbacks();
+    /// ```
+    pub fn remove_fallbacks(&self) {
+        let mut t = self.table.write();
+        t.fallback = None;
+        t.object_fallbacks.clear();
     }
 
     /// The tables to search, own first.
@@ -396,22 +503,40 @@ impl Registry {
         if let Some(found) = cache.targets.get(target) {
             return Ok(found.clone());
         }
-        let found = self.lookup(target)?;
-        cache.targets.insert(target.into(), found.clone());
+        let (found, cacheable) = self.find(target)?;
+        if cacheable {
+            cache.targets.insert(target.into(), found.clone());
+        }
         Ok(found)
     }
 
-    pub(crate) fn lookup(&self, target: &str) -> Result<Arc<Target>, RemoteError> {
+    /// Finds a call's target: an exposed method, else the most specific
+    /// fallback (the object's, then the registry's). Whether the answer
+    /// may be cached (a fallback's may not: the remote picks its names).
+    fn find(&self, target: &str) -> Result<(Arc<Target>, bool), RemoteError> {
         for t in self.tables() {
             let t = t.read();
             if t.objects.is_empty() {
                 continue;
             }
             if let Some(found) = t.targets.get(target) {
-                return Ok(found.clone());
+                return Ok((found.clone(), true));
             }
         }
         let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
+        let fallback = self
+            .tables()
+            .find_map(|t| t.read().object_fallbacks.get(object).cloned())
+            .or_else(|| self.tables().find_map(|t| t.read().fallback.clone()));
+        if let Some(service) = fallback {
+            let target = Target {
+                service,
+                index: 0,
+                object: Arc::from(object),
+                method: Arc::from(method),
+            };
+            return Ok((Arc::new(target), false));
+        }
         if self.tables().any(|t| t.read().objects.contains_key(object)) {
             Err(RemoteError::UnknownMethod {
                 object: object.to_string(),
@@ -465,6 +590,60 @@ impl Registry {
                 .collect()
         };
         futures::future::join_all(hooks).await;
+    }
+}
+
+/// A handler for the calls no exposed object answers; see
+/// [`Registry::fallback`]. Any `Fn(Incoming) -> Handled` is one.
+///
+/// # Examples
+///
+/// ```
+/// use rpc_core::{Fallback, Handled, Incoming, RemoteError};
+///
+/// /// Refuses politely, naming what was asked for.
+/// struct Polite;
+///
+/// impl Fallback for Polite {
+///     fn call(&self, call: Incoming) -> Handled {
+///         let why = format!("nobody here answers {}.{}", call.object(), call.method());
+///         Handled::Done(call.fail(RemoteError::Failed(why)))
+///     }
+/// }
+///
+/// let registry = rpc_core::Registry::new();
+/// registry.fallback(Polite);
+/// ```
+pub trait Fallback: Send + Sync + 'static {
+    /// Answers one call, at once ([`Handled::Done`](crate::Handled::Done))
+    /// or from a future ([`Handled::Pending`](crate::Handled::Pending)).
+    fn call(&self, call: Incoming) -> Handled;
+}
+
+impl<F> Fallback for F
+where
+    F: Fn(Incoming) -> Handled + Send + Sync + 'static,
+{
+    fn call(&self, call: Incoming) -> Handled {
+        self(call)
+    }
+}
+
+/// A fallback as the dispatcher sees it: a service with no methods of its
+/// own, to which every call it is given goes.
+struct FallbackService(Box<dyn Fallback>);
+
+impl Service for FallbackService {
+    fn name() -> &'static str {
+        "fallback"
+    }
+
+    fn methods() -> &'static [&'static str] {
+        &[]
+    }
+
+    fn dispatch(self: Arc<Self>, _method: usize, call: Incoming) -> Handled {
+        self.0.call(call)
     }
 }
 

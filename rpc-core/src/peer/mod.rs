@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{trace, Instrument};
 
@@ -30,7 +30,7 @@ use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, handshake_admitting, Role};
 use crate::identity::{AttachOptions, PeerIdentity};
-use crate::wire::{postcard_hint, HANDSHAKE_MAX_FRAME};
+use crate::wire::{encode_bare, postcard_hint, Header, HANDSHAKE_MAX_FRAME};
 
 use self::lifecycle::Lifecycle;
 use crate::conn::Conn;
@@ -512,9 +512,23 @@ impl Peer {
         reader.set_budget(config.budget.clone());
         let owner = self.shared.life.owner(self.downgrade());
         let conn = Conn::new(negotiated, options.into_identity(), config, owner);
-        // Closed while shaking hands (a server shutting down, say): the new
-        // stream is dropped, which the remote sees as the connection ending.
-        self.shared.life.install(conn.clone())?;
+        // Closed while shaking hands (a server shutting down, say): the
+        // remote has its verdict already, so it hears the goodbye that
+        // closing sends (that it is a shutdown, say) before the stream goes.
+        if let Err(e) = self.shared.life.install(conn.clone()) {
+            let bye = match &e {
+                RpcError::ConnectionClosed(DisconnectReason::Shutdown) => Header::Shutdown,
+                _ => Header::Goodbye,
+            };
+            let mut frame = Vec::new();
+            encode_bare(&mut frame, &bye);
+            let said = async {
+                wr.write_all(&frame).await?;
+                wr.shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), said).await;
+            return Err(e);
+        }
         conn.start(reader, wr, self.shared.registry.clone(), config);
         Ok(())
     }

@@ -11,7 +11,7 @@ use super::Peer;
 use crate::conn::InputPump;
 use crate::error::RpcError;
 use crate::stream::{pump, RpcStream};
-use crate::wire::{postcard_hint, Way};
+use crate::wire::{postcard_hint, Raw, Way};
 
 /// The pump of a call's input, started once the call has its id.
 pub(crate) fn input_pump<S>(input: S) -> InputPump
@@ -247,6 +247,57 @@ impl Peer {
         postcard::from_bytes::<R>(&answered.payload).map_err(|e| {
             RpcError::BadReply(format!("reply of `{target}`: {e}{}", postcard_hint(&e)))
         })
+    }
+
+    /// Calls `target` with arguments that are already encoded (the postcard
+    /// encoding of the tuple of its parameters), and returns the reply as
+    /// it arrived, encoded: for a gateway that forwards calls it does not
+    /// know the types of (see [`Incoming::raw_args`](crate::Incoming::raw_args)
+    /// and [`Incoming::reply_raw`](crate::Incoming::reply_raw)).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Peer::call); the reply is not decoded, so never
+    /// [`RpcError::BadReply`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry};
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Calc);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let args = postcard::to_stdvec(&(2i64, 3i64)).unwrap();
+    /// let reply = client.call_raw("Calc.add", &args, None).await?;
+    /// assert_eq!(postcard::from_bytes::<i64>(&reply).unwrap(), 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call_raw(
+        &self,
+        target: &str,
+        encoded_args: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, RpcError> {
+        let conn = self.current()?;
+        let deadline = self.deadline(timeout);
+        let reply = conn
+            .call(target, &Raw(encoded_args), deadline, None)
+            .await?;
+        Ok(reply.to_vec())
     }
 
     /// The deadline of a call from now: `timeout`, else the peer's default.

@@ -342,6 +342,21 @@ pub(crate) fn encode_bare(buf: &mut Vec<u8>, header: &Header<'_>) {
     let _ = encode_frame(buf, header, &());
 }
 
+/// Bytes that are already postcard-encoded, written as they are (a tuple of
+/// bytes: postcard puts no length in front of a tuple).
+pub(crate) struct Raw<'a>(pub(crate) &'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for b in self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
 /// A value that can be a frame's payload. Object-safe, so that an answer can
 /// pass through the `dyn Respond` seam between dispatch and the connection
 /// and still be encoded in place.

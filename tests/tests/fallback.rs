@@ -1,0 +1,164 @@
+//! Handlers for calls nobody exposed, over TCP and Unix sockets: the
+//! registry's fallback, an object's fallback for its unknown methods, a
+//! fallback that calls back into its caller, and a gateway forwarding raw
+//! calls to another server.
+
+use rpc_core::{CallContext, Handled, Incoming, RemoteError, RpcError};
+use rpc_tests::fixtures::{Calc, CalcClient, MathError};
+use rpc_tests::{addresses, within};
+use rpc_transport::Server;
+
+#[tokio::test]
+async fn without_a_fallback_unknown_calls_fail_as_before() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
+            let e = peer.call::<(), _>("Nobody.home", &()).await.unwrap_err();
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("Nobody".into()))
+            );
+            let e = peer.call::<(), _>("Calc.mul", &()).await.unwrap_err();
+            assert!(matches!(
+                e,
+                RpcError::Remote(RemoteError::UnknownMethod { .. })
+            ));
+            // Set and removed again: the same errors.
+            server
+                .registry()
+                .fallback(|call: Incoming| Handled::Done(call.reply(&())));
+            peer.call::<(), _>("Nobody.home", &()).await.unwrap();
+            server.registry().remove_fallbacks();
+            let e = peer.call::<(), _>("Nobody.home", &()).await.unwrap_err();
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("Nobody".into()))
+            );
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_registry_fallback_gets_names_and_typed_arguments_and_can_call_back() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            server.registry().fallback(|call: Incoming| {
+                Handled::Pending(Box::pin(async move {
+                    let cx: CallContext = call.context();
+                    match (call.object(), call.method()) {
+                        ("Echo", "twice") => match call.args::<(String,)>() {
+                            Ok((s,)) => call.reply(&format!("{s}{s}")),
+                            Err(e) => call.fail(e),
+                        },
+                        // Calls back into the caller before answering.
+                        ("Ask", "caller") => {
+                            let sum: Result<i64, RpcError> =
+                                CalcClient::new(cx.peer()).add(20, 22).await;
+                            match sum {
+                                Ok(n) => call.reply(&n),
+                                Err(e) => call.fail(RemoteError::Failed(e.to_string())),
+                            }
+                        }
+                        _ => call.unknown_method(),
+                    }
+                }))
+            });
+            let peer = rpc_transport::connect(server.local_addr())
+                .expose(Calc::default())
+                .await
+                .unwrap();
+            let s: String = peer.call("Echo.twice", &("ab",)).await.unwrap();
+            assert_eq!(s, "abab");
+            let e = peer.call::<String, _>("Echo.twice", &(300u32,)).await.unwrap_err();
+            assert!(matches!(e, RpcError::Remote(RemoteError::BadArguments(_))), "{e:?}");
+            assert_eq!(peer.call::<i64, _>("Ask.caller", &()).await.unwrap(), 42);
+            let e = peer.call::<(), _>("Echo.thrice", &()).await.unwrap_err();
+            assert!(matches!(e, RpcError::Remote(RemoteError::UnknownMethod { method, .. }) if method == "thrice"));
+            // Exposed methods are not the fallback's business.
+            assert_eq!(CalcClient::new(&peer).add(1, 2).await.unwrap(), 3);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_objects_fallback_takes_its_unknown_methods_before_the_registrys() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            server
+                .registry()
+                .fallback(|call: Incoming| Handled::Done(call.reply(&"registry")));
+            server.registry().fallback_for("Calc", |call: Incoming| {
+                let said = format!("Calc's own: {}", call.method());
+                Handled::Done(call.reply(&said))
+            });
+            let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
+            assert_eq!(CalcClient::new(&peer).add(2, 2).await.unwrap(), 4);
+            let s: String = peer.call("Calc.mul", &(2i64, 3i64)).await.unwrap();
+            assert_eq!(s, "Calc's own: mul");
+            let s: String = peer.call("Other.x", &()).await.unwrap();
+            assert_eq!(s, "registry");
+        })
+        .await;
+    }
+}
+
+/// A gateway with a fallback that forwards every call, raw, to a backend:
+/// a typed stub used against the gateway gets the backend's answers,
+/// typed errors included, and the backend's refusals.
+#[tokio::test]
+async fn a_gateway_forwards_calls_it_does_not_know() {
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let backend = Server::builder()
+                .expose(Calc::default())
+                .bind("tcp://127.0.0.1:0")
+                .await
+                .unwrap();
+            let to_backend = rpc_transport::connect(backend.local_addr()).await.unwrap();
+            let gateway = Server::builder().bind(addr.as_str()).await.unwrap();
+            gateway.registry().fallback(move |call: Incoming| {
+                let backend = to_backend.clone();
+                Handled::Pending(Box::pin(async move {
+                    let target = format!("{}.{}", call.object(), call.method());
+                    match backend.call_raw(&target, call.raw_args(), None).await {
+                        Ok(reply) => call.reply_raw(&reply),
+                        Err(RpcError::Remote(e)) => call.fail(e),
+                        Err(e) => call.fail(RemoteError::Failed(e.to_string())),
+                    }
+                }))
+            });
+            let peer = rpc_transport::connect(gateway.local_addr()).await.unwrap();
+            let calc = CalcClient::new(&peer);
+            assert_eq!(calc.add(40, 2).await.unwrap(), 42);
+            assert_eq!(calc.div(1, 0).await.unwrap(), Err(MathError::DivideByZero));
+            let e = peer.call::<(), _>("Calc.mul", &()).await.unwrap_err();
+            assert!(
+                matches!(e, RpcError::Remote(RemoteError::UnknownMethod { .. })),
+                "{e:?}"
+            );
+            let (_, name) = calc.whoami().await.unwrap();
+            assert_eq!(
+                name, None,
+                "the backend sees the gateway, which gave no name"
+            );
+        })
+        .await;
+    }
+}
