@@ -167,6 +167,9 @@ pub struct ServerBuilder {
     /// Set by [`secret`](ServerBuilder::secret); applied over `config` at
     /// bind, so the order of the calls does not matter.
     secret: Option<Vec<u8>>,
+    /// Set by [`introspection`](ServerBuilder::introspection); applied to
+    /// the registry at bind.
+    introspection: Option<bool>,
     /// Set by [`tls`](ServerBuilder::tls).
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -201,6 +204,7 @@ impl Default for ServerBuilder {
             max_handshaking: DEFAULT_MAX_HANDSHAKING,
             max_buffered: DEFAULT_MAX_BUFFERED_BYTES,
             secret: None,
+            introspection: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -297,6 +301,30 @@ impl ServerBuilder {
     /// ```
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// Whether clients may list the server's objects and their methods
+    /// (`Peer::remote_objects`); on by default. Switch it off for
+    /// deployments that should not tell callers what they could call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{RemoteError, RpcError};
+    /// use rpc_transport::{connect, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let server = Server::builder().introspection(false).bind("tcp://127.0.0.1:0").await?;
+    /// let peer = connect(server.local_addr()).await?;
+    /// let e = peer.remote_objects().await.unwrap_err();
+    /// assert_eq!(e, RpcError::Remote(RemoteError::UnknownObject("rpc".into())));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn introspection(mut self, on: bool) -> Self {
+        self.introspection = Some(on);
         self
     }
 
@@ -531,6 +559,9 @@ impl ServerBuilder {
         };
         if config.shared_budget().is_none() {
             config = config.buffer_budget(BufferBudget::new(self.max_buffered));
+        }
+        if let Some(on) = self.introspection {
+            self.registry.introspection(on);
         }
         let inner = Arc::new(Inner {
             addr: local,

@@ -162,3 +162,62 @@ async fn a_gateway_forwards_calls_it_does_not_know() {
         .await;
     }
 }
+
+/// Introspection: each side lists what the other exposes to it; a server
+/// can switch it off, whatever the order of its builder's calls.
+#[tokio::test]
+async fn each_side_lists_what_the_other_exposes_unless_switched_off() {
+    use rpc_core::Registry;
+    use rpc_tests::accepted;
+
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder()
+                .expose(Calc::default())
+                .bind(addr.as_str())
+                .await
+                .unwrap();
+            let mut events = server.events();
+            let mine = Registry::new();
+            mine.expose_as("Helper", Calc::default());
+            let peer = rpc_transport::connect(server.local_addr())
+                .registry(mine)
+                .await
+                .unwrap();
+            let theirs = peer.remote_objects().await.unwrap();
+            assert_eq!(theirs.len(), 1);
+            assert_eq!(theirs[0].name, "Calc");
+            assert!(theirs[0].methods.iter().any(|m| m == "add"));
+            assert_eq!(
+                theirs[0].methods.len(),
+                rpc_tests::fixtures::CalcClient::METHODS.len()
+            );
+            // The server asks its client.
+            let client = accepted(&mut events).await;
+            let names: Vec<String> = client
+                .remote_objects()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.name)
+                .collect();
+            assert_eq!(names, ["Helper"]);
+
+            let closed = Server::builder()
+                .introspection(false)
+                .registry(Registry::new())
+                .expose(Calc::default())
+                .bind(addr.replace(".sock", "-2.sock").as_str())
+                .await
+                .unwrap();
+            let peer = rpc_transport::connect(closed.local_addr()).await.unwrap();
+            let e = peer.remote_objects().await.unwrap_err();
+            assert_eq!(
+                e,
+                RpcError::Remote(RemoteError::UnknownObject("rpc".into()))
+            );
+            assert_eq!(CalcClient::new(&peer).add(1, 1).await.unwrap(), 2);
+        })
+        .await;
+    }
+}

@@ -12,6 +12,7 @@ mod service;
 
 pub use incoming::Incoming;
 pub(crate) use incoming::{Kind, Origin, Respond};
-pub use registry::{Fallback, Registry};
+pub(crate) use registry::INTROSPECTION;
+pub use registry::{Fallback, Registry, RemoteObject};
 pub(crate) use registry::{LookupCache, Target};
 pub use service::{CloseFuture, Handled, HandlerFuture, Replied, Service};

@@ -9,7 +9,7 @@
 //! another lock is held (see `conn` for the whole order).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::incoming::Incoming;
@@ -92,6 +92,8 @@ pub struct Registry {
 struct Layer {
     table: RwLock<Table>,
     version: AtomicU64,
+    /// The built-in `rpc.objects` is switched off.
+    hidden: AtomicBool,
 }
 
 impl Layer {
@@ -321,6 +323,57 @@ impl Registry {
         remove_object(&mut t, name)
     }
 
+    /// Whether the other side may list this registry's objects and their
+    /// methods ([`Peer::remote_objects`](crate::Peer::remote_objects)); on
+    /// by default. Off, the built-in `rpc.objects` is an unknown target like
+    /// any other (a [`fallback`](Self::fallback) may answer it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry, RemoteError, RpcError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let served = Registry::new();
+    /// served.introspection(false);
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let e = client.remote_objects().await.unwrap_err();
+    /// assert_eq!(e, RpcError::Remote(RemoteError::UnknownObject("rpc".into())));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn introspection(&self, on: bool) {
+        self.table.hidden.store(!on, Ordering::Release);
+        // Connections cache their lookups by version.
+        drop(self.table.write());
+    }
+
+    fn introspects(&self) -> bool {
+        !self.tables().any(|t| t.hidden.load(Ordering::Acquire))
+    }
+
+    /// Every object of this registry (its own and the ones it inherits),
+    /// with its methods, sorted by name.
+    fn listing(&self) -> Vec<RemoteObject> {
+        self.names()
+            .into_iter()
+            .map(|name| {
+                let methods = self
+                    .methods_of(&name)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect();
+                RemoteObject { name, methods }
+            })
+            .collect()
+    }
+
     /// Answers every call that no exposed object can: calls to objects
     /// nobody exposed, and to unknown methods of objects without a
     /// fallback of their own ([`fallback_for`](Self::fallback_for)).
@@ -523,6 +576,16 @@ impl Registry {
                 return Ok((found.clone(), true));
             }
         }
+        if target == INTROSPECTION && self.introspects() {
+            let listing = Arc::new(Listing(self.listing()));
+            let target = Target {
+                service: listing,
+                index: 0,
+                object: Arc::from("rpc"),
+                method: Arc::from("objects"),
+            };
+            return Ok((Arc::new(target), false));
+        }
         let (object, method) = target.rsplit_once('.').unwrap_or((target, ""));
         let fallback = self
             .tables()
@@ -590,6 +653,37 @@ impl Registry {
                 .collect()
         };
         futures::future::join_all(hooks).await;
+    }
+}
+
+/// The built-in target that lists a registry's objects.
+pub(crate) const INTROSPECTION: &str = "rpc.objects";
+
+/// One object the other side exposes, as
+/// [`Peer::remote_objects`](crate::Peer::remote_objects) lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct RemoteObject {
+    /// The name it is exposed under.
+    pub name: String,
+    /// The wire names of its methods, in declaration order.
+    pub methods: Vec<String>,
+}
+
+/// The answer of the built-in `rpc.objects`.
+struct Listing(Vec<RemoteObject>);
+
+impl Service for Listing {
+    fn name() -> &'static str {
+        "rpc"
+    }
+
+    fn methods() -> &'static [&'static str] {
+        &["objects"]
+    }
+
+    fn dispatch(self: Arc<Self>, _method: usize, call: Incoming) -> Handled {
+        Handled::Done(call.reply(&self.0))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Peer;
 use crate::conn::InputPump;
+use crate::dispatch::{RemoteObject, INTROSPECTION};
 use crate::error::RpcError;
 use crate::stream::{pump, RpcStream};
 use crate::wire::{postcard_hint, Raw, Way};
@@ -298,6 +299,49 @@ impl Peer {
             .call(target, &Raw(encoded_args), deadline, None)
             .await?;
         Ok(reply.to_vec())
+    }
+
+    /// The objects the other side exposes to this connection, with their
+    /// methods: its own and, on a server, the ones shared by every client.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Peer::call);
+    /// `RpcError::Remote(RemoteError::UnknownObject("rpc"))` when the other
+    /// side switched introspection off
+    /// ([`Registry::introspection`](crate::Registry::introspection)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RemoteObject};
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    ///     #[expose(name = "times")]
+    ///     pub fn mul(&self, a: i64, b: i64) -> i64 { a * b }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Calc);
+    /// # let (_server, client) = tokio::try_join!(
+    /// #     Peer::accept(a, served, PeerConfig::default(), 1),
+    /// #     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// # )?;
+    /// let objects: Vec<RemoteObject> = client.remote_objects().await?;
+    /// assert_eq!(objects.len(), 1);
+    /// assert_eq!(objects[0].name, "Calc");
+    /// assert_eq!(objects[0].methods, ["add", "times"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn remote_objects(&self) -> Result<Vec<RemoteObject>, RpcError> {
+        self.call(INTROSPECTION, &()).await
     }
 
     /// The deadline of a call from now: `timeout`, else the peer's default.

@@ -197,3 +197,13 @@ fn an_unknown_frame_kind_is_named_in_the_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_introspection_answer() {
+    use crate::dispatch::RemoteObject;
+    let listing = vec![RemoteObject {
+        name: "A".into(),
+        methods: vec!["b".into(), "c".into()],
+    }];
+    assert_eq!(encoded(&listing), "01_0141_02_0162_0163".replace('_', ""));
+}
