@@ -89,8 +89,8 @@ pub use budget::BufferBudget;
 pub use config::PeerConfig;
 pub use context::CallContext;
 pub use dispatch::{
-    CloseFuture, Fallback, Handled, HandlerFuture, Incoming, Registry, RemoteObject, Replied,
-    Service,
+    CloseFuture, Fallback, Handled, HandlerFuture, Incoming, Registry, RemoteChange, RemoteObject,
+    Replied, Service,
 };
 pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
 pub use identity::{AttachOptions, PeerIdentity};

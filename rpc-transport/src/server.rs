@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rpc_core::{
-    BufferBudget, DisconnectReason, Peer, PeerConfig, Registry, RpcError, Service, Side,
+    BufferBudget, DisconnectReason, Peer, PeerConfig, Registry, RemoteChange, RpcError, Service,
+    Side,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -63,6 +64,14 @@ pub enum Event {
         /// Where the connection came from: `ip:port` for TCP, `unix peer`
         /// for a Unix socket.
         remote: String,
+    },
+    /// A client exposed or removed one of its objects during its
+    /// connection (the same as its server-side [`Peer::remote_changes`]).
+    RemoteChanged {
+        /// The connection's id.
+        id: u64,
+        /// What changed.
+        change: RemoteChange,
     },
 }
 
@@ -1174,8 +1183,22 @@ async fn serve(inner: Arc<Inner>, id: u64, socket: Socket, remote: String) {
     }
     debug!(remote_name = ?peer.remote_name(), "client connected");
     let closed = peer.closed_owned();
+    let mut changes = peer.remote_changes();
     let _ = inner.events.send(Event::Connected(peer));
-    let reason = closed.await;
+    // The client's objects coming and going are events too.
+    tokio::pin!(closed);
+    let reason = loop {
+        tokio::select! {
+            reason = &mut closed => break reason,
+            change = changes.recv() => match change {
+                Ok(change) => {
+                    let _ = inner.events.send(Event::RemoteChanged { id, change });
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break (&mut closed).await,
+            },
+        }
+    };
     lock(&inner.peers).remove(&id);
     drop(counted);
     debug!(%reason, "client disconnected");

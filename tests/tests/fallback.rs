@@ -221,3 +221,96 @@ async fn each_side_lists_what_the_other_exposes_unless_switched_off() {
         .await;
     }
 }
+
+/// Registration events: each side hears what the other exposes and removes
+/// during the connection (Foundry's "when the client registers Bank, call
+/// it"), and the server's events carry the client's per connection.
+#[tokio::test]
+async fn each_side_hears_what_the_other_exposes_and_removes() {
+    use rpc_core::{Registry, RemoteChange};
+    use rpc_transport::Event;
+
+    for (addr, _dir) in addresses() {
+        within(10, async {
+            let server = Server::builder().bind(addr.as_str()).await.unwrap();
+            let mut events = server.events();
+            let mine = Registry::new();
+            let peer = rpc_transport::connect(server.local_addr())
+                .registry(mine.clone())
+                .await
+                .unwrap();
+            let mut heard_by_client = peer.remote_changes();
+            let Some(Event::Connected(client)) = events.recv().await else {
+                panic!("expected the connection")
+            };
+            let id = client.connection_id();
+
+            // The client registers "Bank": the server calls it.
+            mine.expose_as("Bank", Calc::default());
+            let change = loop {
+                match events.recv().await {
+                    Some(Event::RemoteChanged { id: from, change }) => break (from, change),
+                    Some(_) => {}
+                    None => panic!("events ended"),
+                }
+            };
+            assert_eq!(change, (id, RemoteChange::Exposed("Bank".into())));
+            assert_eq!(
+                CalcClient::with_name(&client, "Bank")
+                    .add(1, 2)
+                    .await
+                    .unwrap(),
+                3
+            );
+
+            // The server gives this client an object of its own, then the
+            // server's shared registry changes: the client hears both.
+            client.expose_as("Session", Calc::default());
+            server.registry().expose_as("Shared", Calc::default());
+            server.registry().remove("Shared");
+            let mut heard = Vec::new();
+            while heard.len() < 3 {
+                heard.push(heard_by_client.recv().await.unwrap());
+            }
+            assert_eq!(
+                heard,
+                [
+                    RemoteChange::Exposed("Session".into()),
+                    RemoteChange::Exposed("Shared".into()),
+                    RemoteChange::Removed("Shared".into()),
+                ]
+            );
+
+            // With introspection off, nothing is told.
+            let quiet = Registry::new();
+            quiet.introspection(false);
+            let peer2 = rpc_transport::connect(server.local_addr())
+                .registry(quiet.clone())
+                .await
+                .unwrap();
+            let Some(Event::Connected(client2)) = events.recv().await else {
+                panic!("expected the second connection")
+            };
+            let mut heard2 = client2.remote_changes();
+            quiet.expose_as("Hidden", Calc::default());
+            mine.expose_as("Told", Calc::default());
+            // The first client's change arrives; the quiet one's never does.
+            loop {
+                match events.recv().await {
+                    Some(Event::RemoteChanged { change, .. }) => {
+                        assert_eq!(change, RemoteChange::Exposed("Told".into()));
+                        break;
+                    }
+                    Some(_) => {}
+                    None => panic!("events ended"),
+                }
+            }
+            // A call after the change, on the same connection, is served after
+            // anything the change would have sent: by its answer, the server
+            // would have heard.
+            peer2.remote_objects().await.unwrap();
+            assert!(heard2.try_recv().is_err());
+        })
+        .await;
+    }
+}

@@ -66,7 +66,7 @@ use self::slots::Slots;
 use self::streams::StreamTable;
 use crate::codec::FrameReader;
 use crate::config::PeerConfig;
-use crate::dispatch::{Kind, Origin, Registry, Respond};
+use crate::dispatch::{Kind, Origin, Registry, Respond, CHANGED};
 use crate::error::{DisconnectReason, RemoteError, RpcError};
 use crate::handshake::Negotiated;
 use crate::identity::PeerIdentity;
@@ -215,6 +215,7 @@ impl Conn {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel();
+        let changes = registry.changes();
         tokio::spawn(writer::write_loop(self.clone(), writer));
         let mut tasks = vec![
             spawn_abortable(executor::dispatch_loop(self.clone(), rx)),
@@ -226,6 +227,23 @@ impl Conn {
                 config.frame_timeout,
             )),
         ];
+        // Tells the other side of the objects this side exposes and removes.
+        for mut changes in changes {
+            let conn = self.clone();
+            tasks.push(spawn_abortable(async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) => {
+                            if conn.notify(CHANGED, &(change,)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }));
+        }
         if let Some(interval) = config.heartbeat_interval {
             tasks.push(spawn_abortable(heartbeat::heartbeat_loop(
                 self.clone(),

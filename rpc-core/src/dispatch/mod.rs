@@ -12,7 +12,7 @@ mod service;
 
 pub use incoming::Incoming;
 pub(crate) use incoming::{Kind, Origin, Respond};
-pub(crate) use registry::INTROSPECTION;
-pub use registry::{Fallback, Registry, RemoteObject};
+pub use registry::{Fallback, Registry, RemoteChange, RemoteObject};
 pub(crate) use registry::{LookupCache, Target};
+pub(crate) use registry::{CHANGED, INTROSPECTION};
 pub use service::{CloseFuture, Handled, HandlerFuture, Replied, Service};

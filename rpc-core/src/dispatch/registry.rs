@@ -12,6 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::broadcast;
+
 use super::incoming::Incoming;
 use super::service::{CloseFuture, Handled, Service};
 use crate::error::RemoteError;
@@ -88,13 +90,32 @@ pub struct Registry {
 
 /// One table of objects, and a counter bumped on every change to it, which
 /// lets each connection cache its lookups without taking the lock.
-#[derive(Default)]
 struct Layer {
     table: RwLock<Table>,
     version: AtomicU64,
-    /// The built-in `rpc.objects` is switched off.
+    /// The built-in `rpc.objects` is switched off, and changes are not
+    /// told to the other side.
     hidden: AtomicBool,
+    /// Objects exposed and removed, for the connections that tell their
+    /// other side.
+    changes: broadcast::Sender<RemoteChange>,
 }
+
+impl Default for Layer {
+    fn default() -> Self {
+        Layer {
+            table: RwLock::default(),
+            version: AtomicU64::new(0),
+            hidden: AtomicBool::new(false),
+            changes: broadcast::channel(CHANGES_BUFFERED).0,
+        }
+    }
+}
+
+/// Changes of a registry buffered for a connection that is slow to tell
+/// them; beyond that the oldest are dropped (the other side can still list
+/// the objects).
+const CHANGES_BUFFERED: usize = 64;
 
 impl Layer {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
@@ -290,12 +311,17 @@ impl Registry {
             );
         }
         t.objects.insert(
-            name,
+            name.clone(),
             ObjectEntry {
                 service,
                 methods: S::methods(),
             },
         );
+        drop(t);
+        let _ = self
+            .table
+            .changes
+            .send(RemoteChange::Exposed(name.to_string()));
     }
 
     /// Removes the object exposed under `name`; returns whether there was one.
@@ -319,8 +345,23 @@ impl Registry {
     /// assert!(registry.names().is_empty());
     /// ```
     pub fn remove(&self, name: &str) -> bool {
-        let mut t = self.table.write();
-        remove_object(&mut t, name)
+        let removed = remove_object(&mut self.table.write(), name);
+        if removed {
+            let _ = self
+                .table
+                .changes
+                .send(RemoteChange::Removed(name.to_string()));
+        }
+        removed
+    }
+
+    /// The changes of every layer, for a connection that tells its other
+    /// side; none when introspection is off.
+    pub(crate) fn changes(&self) -> Vec<broadcast::Receiver<RemoteChange>> {
+        if !self.introspects() {
+            return Vec::new();
+        }
+        self.tables().map(|t| t.changes.subscribe()).collect()
     }
 
     /// Whether the other side may list this registry's objects and their
@@ -576,6 +617,15 @@ impl Registry {
                 return Ok((found.clone(), true));
             }
         }
+        if target == CHANGED {
+            let target = Target {
+                service: Arc::new(Changed),
+                index: 0,
+                object: Arc::from("rpc"),
+                method: Arc::from("changed"),
+            };
+            return Ok((Arc::new(target), true));
+        }
         if target == INTROSPECTION && self.introspects() {
             let listing = Arc::new(Listing(self.listing()));
             let target = Target {
@@ -668,6 +718,44 @@ pub struct RemoteObject {
     pub name: String,
     /// The wire names of its methods, in declaration order.
     pub methods: Vec<String>,
+}
+
+/// The built-in one-way target by which a side tells the other that it
+/// exposed or removed an object.
+pub(crate) const CHANGED: &str = "rpc.changed";
+
+/// A change to the objects the other side exposes, as
+/// [`Peer::remote_changes`](crate::Peer::remote_changes) reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum RemoteChange {
+    /// An object was exposed under this name.
+    Exposed(String),
+    /// The object of this name was removed.
+    Removed(String),
+}
+
+/// Receives the other side's `rpc.changed` notifications.
+struct Changed;
+
+impl Service for Changed {
+    fn name() -> &'static str {
+        "rpc"
+    }
+
+    fn methods() -> &'static [&'static str] {
+        &["changed"]
+    }
+
+    fn dispatch(self: Arc<Self>, _method: usize, call: Incoming) -> Handled {
+        Handled::Done(match call.args::<(RemoteChange,)>() {
+            Ok((change,)) => {
+                call.context().peer().heard_change(change);
+                call.reply(&())
+            }
+            Err(e) => call.fail(e),
+        })
+    }
 }
 
 /// The answer of the built-in `rpc.objects`.

@@ -137,7 +137,13 @@ struct Shared {
     registry: Registry,
     config: Arc<PeerConfig>,
     life: Arc<Lifecycle>,
+    /// What the other side says it exposed or removed.
+    changes: tokio::sync::broadcast::Sender<crate::dispatch::RemoteChange>,
 }
+
+/// Changes of the other side's objects buffered for a subscriber to
+/// [`Peer::remote_changes`] that is slow to read them.
+const CHANGES_HEARD: usize = 64;
 
 impl Drop for Shared {
     fn drop(&mut self) {
@@ -191,6 +197,7 @@ impl Peer {
                 registry: Registry::new(),
                 config: Arc::new(PeerConfig::default()),
                 life: Lifecycle::around(conn),
+                changes: tokio::sync::broadcast::channel(CHANGES_HEARD).0,
             }),
         }
     }
@@ -358,6 +365,7 @@ impl Peer {
                 registry,
                 config: Arc::new(config),
                 life: Lifecycle::new(Status::Connecting),
+                changes: tokio::sync::broadcast::channel(CHANGES_HEARD).0,
             }),
         }
     }

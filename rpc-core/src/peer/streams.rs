@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Peer;
 use crate::conn::InputPump;
-use crate::dispatch::{RemoteObject, INTROSPECTION};
+use crate::dispatch::{RemoteChange, RemoteObject, INTROSPECTION};
 use crate::error::RpcError;
 use crate::stream::{pump, RpcStream};
 use crate::wire::{postcard_hint, Raw, Way};
@@ -342,6 +342,56 @@ impl Peer {
     /// ```
     pub async fn remote_objects(&self) -> Result<Vec<RemoteObject>, RpcError> {
         self.call(INTROSPECTION, &()).await
+    }
+
+    /// What the other side exposes and removes from now on, as it happens:
+    /// Foundry's "when the client registers Bank, call it".
+    ///
+    /// Each side tells the other of every object it exposes or removes
+    /// while they are connected (a one-way `rpc.changed` notification),
+    /// unless it switched introspection off. Changes made while
+    /// disconnected are not replayed; [`remote_objects`](Peer::remote_objects)
+    /// lists the current ones. A subscriber that falls 64 changes behind
+    /// gets `Err(Lagged(n))` and goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, RemoteChange};
+    ///
+    /// pub struct Bank;
+    /// #[expose]
+    /// impl Bank {
+    ///     pub fn balance(&self) -> u64 { 100 }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let client_objects = Registry::new();
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, _client) = tokio::try_join!(
+    ///     Peer::accept(a, Registry::new(), PeerConfig::default(), 1),
+    ///     Peer::connect(b, client_objects.clone(), PeerConfig::default()),
+    /// )?;
+    /// let mut changes = server.remote_changes();
+    /// client_objects.expose(Bank);
+    /// // When the client registers Bank, call it.
+    /// while let Ok(change) = changes.recv().await {
+    ///     if change == RemoteChange::Exposed("Bank".into()) {
+    ///         assert_eq!(BankClient::new(&server).balance().await?, 100);
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn remote_changes(&self) -> tokio::sync::broadcast::Receiver<RemoteChange> {
+        self.shared.changes.subscribe()
+    }
+
+    /// The other side said it exposed or removed an object.
+    pub(crate) fn heard_change(&self, change: RemoteChange) {
+        let _ = self.shared.changes.send(change);
     }
 
     /// The deadline of a call from now: `timeout`, else the peer's default.

@@ -207,3 +207,16 @@ fn the_introspection_answer() {
     }];
     assert_eq!(encoded(&listing), "01_0141_02_0162_0163".replace('_', ""));
 }
+
+#[test]
+fn the_change_notifications() {
+    use crate::dispatch::RemoteChange;
+    assert_eq!(
+        encoded(&(RemoteChange::Exposed("B".into()),)),
+        "00_0142".replace('_', "")
+    );
+    assert_eq!(
+        encoded(&(RemoteChange::Removed("B".into()),)),
+        "01_0142".replace('_', "")
+    );
+}
