@@ -13,9 +13,10 @@
 //! | `slots` | the caller's side of the remote's limit of calls in flight |
 //! | `streams` | the streams of calls: credit both ways, items received |
 //! | `streaming` | a call with streams out, and the connection as a stream end sees it |
+//! | `calls` | this side's calls out: slot, id, frame, reply; pings and notifications |
 //!
-//! This file starts a connection, closes it, and carries a call out and its
-//! answer back. It knows its owner (the peer's lifecycle) only through the
+//! This file starts a connection (and tells the other side of its
+//! registry's changes), closes it, and takes answers back to the remote. It knows its owner (the peer's lifecycle) only through the
 //! [`Owner`] seam, and dispatch knows it only through
 //! [`Respond`](crate::dispatch::Respond).
 //!
@@ -36,6 +37,7 @@
 //! threads can wait on each other. The outbox runs the `then` of
 //! `push_then` under its lock; it only touches the admission atomics.
 
+mod calls;
 mod executor;
 mod heartbeat;
 mod inbound;
@@ -53,15 +55,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use self::inbound::{Admission, Running};
 use self::outbox::{Outbox, PushError};
-use self::pending::{CallGuard, Pending};
+use self::pending::Pending;
 use self::slots::Slots;
 use self::streams::StreamTable;
 use crate::codec::FrameReader;
@@ -389,89 +389,6 @@ impl Conn {
                 let _ = self.push_failed(e);
             }
         }
-    }
-
-    // --- calls out ------------------------------------------------------
-
-    /// Makes a call and waits for its reply's payload, until `deadline`
-    /// (the one deadline of the call: the wait for a slot counts).
-    pub(crate) async fn call<A: Serialize + ?Sized>(
-        &self,
-        target: &str,
-        args: &A,
-        deadline: Option<tokio::time::Instant>,
-        span: Option<&tracing::Span>,
-    ) -> Result<Bytes, RpcError> {
-        let slot = self.slot(deadline).await?;
-        let (id, rx) = self.pending.insert()?;
-        if let Some(span) = span {
-            span.record("rpc.request_id", id);
-        }
-        let mut guard = CallGuard::new(&self.pending, &self.out, id);
-        let header = Header::Call {
-            id,
-            target,
-            timeout_ms: timeout_ms(deadline),
-        };
-        self.out
-            .push(&header, args)
-            .map_err(|e| self.push_failed(e))?;
-        guard.sent();
-        // On a timeout the guard, dropped here, sends the cancel.
-        let reply = match deadline {
-            Some(d) => within(d, rx).await?,
-            None => rx.await,
-        };
-        guard.done();
-        drop(slot);
-        match reply.unwrap_or_else(|_| Err(self.closed_error())) {
-            // Both deadlines passed, and the callee's verdict was read
-            // first: this side's own conclusion is that its time ran out.
-            Err(RpcError::Remote(RemoteError::DeadlineExceeded))
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) =>
-            {
-                Err(RpcError::Timeout)
-            }
-            reply => reply,
-        }
-    }
-
-    /// A slot among the remote's calls in flight, waited for until
-    /// `deadline` (the call's one deadline: the wait counts).
-    async fn slot(
-        &self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<slots::Slot<'_>, RpcError> {
-        let acquired = match deadline {
-            Some(d) => within(d, self.slots.acquire()).await?,
-            None => self.slots.acquire().await,
-        };
-        acquired.ok_or_else(|| self.closed_error())
-    }
-
-    /// Sends a ping and waits for its pong.
-    pub(crate) async fn ping(&self) -> Result<(), RpcError> {
-        let (id, rx) = self.pending.insert()?;
-        let mut guard = CallGuard::new(&self.pending, &self.out, id);
-        self.out
-            .push_bare(&Header::Ping { id })
-            .map_err(|e| self.push_failed(e))?;
-        guard.sent();
-        let pong = rx.await;
-        guard.done();
-        pong.unwrap_or_else(|_| Err(self.closed_error())).map(drop)
-    }
-
-    /// Sends a notification, first waiting while a large backlog is queued.
-    pub(crate) async fn notify<A: Serialize + ?Sized>(
-        &self,
-        target: &str,
-        args: &A,
-    ) -> Result<(), RpcError> {
-        self.out.wait_space().await;
-        self.out
-            .push(&Header::Notify { target }, args)
-            .map_err(|e| self.push_failed(e))
     }
 }
 

@@ -6,13 +6,15 @@
 //! `Incoming`, and receives the answer through the [`Respond`] seam that it
 //! implements.
 
+mod builtin;
 mod incoming;
 mod registry;
 mod service;
 
+pub use builtin::{Fallback, RemoteChange, RemoteObject};
+pub(crate) use builtin::{CHANGED, INTROSPECTION};
 pub use incoming::Incoming;
 pub(crate) use incoming::{Kind, Origin, Respond};
-pub use registry::{Fallback, Registry, RemoteChange, RemoteObject};
+pub use registry::Registry;
 pub(crate) use registry::{LookupCache, Target};
-pub(crate) use registry::{CHANGED, INTROSPECTION};
 pub use service::{CloseFuture, Handled, HandlerFuture, Replied, Service};
