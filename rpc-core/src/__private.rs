@@ -95,6 +95,20 @@ where
 {
 }
 
+/// Runs a handler marked `#[expose(blocking)]` on tokio's blocking pool;
+/// its panic comes back as the `Err`.
+pub async fn run_blocking<F, R>(f: F) -> Result<R, Box<dyn std::any::Any + Send>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Ok(r),
+        Err(e) if e.is_panic() => Err(e.into_panic()),
+        Err(e) => Err(Box::new(e.to_string())),
+    }
+}
+
 pub fn pending<F>(f: F) -> Handled
 where
     F: std::future::Future<Output = Replied> + Send + 'static,

@@ -26,6 +26,9 @@ pub(crate) struct Service {
     pub(crate) generics: Generics,
     /// `#[expose(name = "...")]` on the block.
     pub(crate) name: Option<LitStr>,
+    /// `#[expose(blocking)]` on the block: every synchronous method that
+    /// does not return a stream runs on the blocking pool.
+    pub(crate) blocking: Option<Span>,
     /// The block's `#[cfg]` attributes, copied onto every generated item.
     pub(crate) cfgs: Vec<Attribute>,
     /// Every method of the block, in source order, exposed or not.
@@ -151,6 +154,7 @@ impl Service {
             ident,
             generics: block.generics.clone(),
             name: options.name,
+            blocking: options.blocking,
             cfgs: block
                 .attrs
                 .iter()
@@ -276,6 +280,14 @@ impl Method {
         self.args
             .iter()
             .filter(|a| !a.context && a.stream.is_none())
+    }
+
+    /// Whether the method runs on the blocking pool: marked so (or its
+    /// block is), synchronous, and not returning a stream.
+    pub(crate) fn runs_blocking(&self, block: Option<Span>) -> bool {
+        (self.options.blocking.is_some() || block.is_some())
+            && !self.is_async()
+            && self.stream_output().is_none()
     }
 
     /// The parameter that receives the caller's stream, if any.

@@ -17,6 +17,8 @@ use crate::check::Errors;
 pub(crate) struct BlockOptions {
     /// `name = "..."`: the name the object is exposed under by default.
     pub(crate) name: Option<LitStr>,
+    /// `blocking`: every synchronous method runs on the blocking pool.
+    pub(crate) blocking: Option<Span>,
 }
 
 /// The options of the `#[expose(...)]` attributes on one method.
@@ -28,6 +30,8 @@ pub(crate) struct MethodOptions {
     pub(crate) skip: Option<Span>,
     /// `close`: the span of the keyword.
     pub(crate) close: Option<Span>,
+    /// `blocking`: runs on the blocking pool; the span of the keyword.
+    pub(crate) blocking: Option<Span>,
 }
 
 /// Whether `attr` is one of ours: `#[expose ...]` or `#[rpc_core::expose ...]`.
@@ -56,15 +60,19 @@ pub(crate) fn block(args: TokenStream, errors: &mut Errors) -> BlockOptions {
             if let Some(lit) = string_value(&meta, errors)? {
                 set_once(&mut options.name, lit, &meta, errors);
             }
+        } else if meta.path.is_ident("blocking") {
+            flag(&mut options.blocking, &meta, errors)?;
         } else if meta.path.is_ident("skip") || meta.path.is_ident("close") {
             errors.push(meta.error(format!(
-                "`{}` goes on a method; on the impl block the only option is `name = \"...\"`",
+                "`{}` goes on a method; on the impl block the options are `name = \"...\"` \
+                 and `blocking`",
                 path_string(&meta)
             )));
             skip_rest(&meta)?;
         } else {
             errors.push(meta.error(format!(
-                "unknown option `{}`: on the impl block the only option is `name = \"...\"`",
+                "unknown option `{}`: on the impl block the options are `name = \"...\"` \
+                 and `blocking`",
                 path_string(&meta)
             )));
             skip_rest(&meta)?;
@@ -103,9 +111,12 @@ pub(crate) fn method(attrs: &[Attribute], errors: &mut Errors) -> MethodOptions 
                 flag(&mut options.skip, &meta, errors)?;
             } else if meta.path.is_ident("close") {
                 flag(&mut options.close, &meta, errors)?;
+            } else if meta.path.is_ident("blocking") {
+                flag(&mut options.blocking, &meta, errors)?;
             } else {
                 errors.push(meta.error(format!(
-                    "unknown option `{}`: expected `name = \"...\"`, `skip` or `close`",
+                    "unknown option `{}`: expected `name = \"...\"`, `skip`, `close` or \
+                     `blocking`",
                     path_string(&meta)
                 )));
                 skip_rest(&meta)?;

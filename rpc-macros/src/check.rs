@@ -195,6 +195,21 @@ fn options(method: &Method, errors: &mut Errors) {
 
 /// The rules for an exposed method.
 fn exposed(method: &Method, errors: &mut Errors) {
+    if let Some(span) = method.options.blocking {
+        if method.is_async() {
+            errors.at_span(
+                span,
+                "`blocking` goes on a synchronous method: an `async` one must not block \
+                 (use `tokio::task::spawn_blocking` inside it)",
+            );
+        } else if method.stream_output().is_some() {
+            errors.at_span(
+                span,
+                "`blocking` cannot go on a method that returns a stream: make the stream's \
+                 items with `tokio::task::spawn_blocking` instead",
+            );
+        }
+    }
     receiver(method, "exposed methods", errors);
     if let Some(cfg) = method.cfgs.first() {
         errors.at(

@@ -19,7 +19,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
     let arms: Vec<TokenStream> = service
         .exposed()
         .enumerate()
-        .map(|(index, method)| arm(index, method))
+        .map(|(index, method)| arm(index, method, method.runs_blocking(service.blocking)))
         .collect();
     let body = if arms.is_empty() {
         quote! {
@@ -62,7 +62,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
 }
 
 /// One arm of the `match`: decode the arguments, call, reply.
-fn arm(index: usize, method: &Method) -> TokenStream {
+fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
     let index = Literal::usize_unsuffixed(index);
     let ident = method.ident();
     let names: Vec<_> = (0..method.wire_args().count())
@@ -86,7 +86,7 @@ fn arm(index: usize, method: &Method) -> TokenStream {
     let call_args: Vec<TokenStream> = method
         .args
         .iter()
-        .map(|arg| match (arg.context, method.is_async()) {
+        .map(|arg| match (arg.context, method.is_async() || blocking) {
             (true, true) => quote!(__context),
             (true, false) => quote!(__call.context()),
             (false, _) if arg.stream.is_some() => quote!(__input),
@@ -166,6 +166,38 @@ fn arm(index: usize, method: &Method) -> TokenStream {
                 #context
                 #pending(async move {
                     #run
+                })
+            }
+        }
+    } else if blocking {
+        // On the blocking pool: the handler's task waits for it, so a
+        // deadline or a cancel answers the caller on time (the closure
+        // itself runs to its end), and a panic is the handler's panic.
+        let context = method
+            .args
+            .iter()
+            .any(|arg| arg.context)
+            .then(|| quote!(let __context = __call.context();));
+        let blocking_call = quote!(#path(&*__this, #(#call_args),*));
+        let answer = if returns_unit {
+            quote!(__call.reply(&()))
+        } else {
+            reply
+        };
+        let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
+        quote! {
+            #index => {
+                #decode
+                #context
+                let __this = ::std::sync::Arc::clone(&self);
+                #pending(async move {
+                    let __ret = ::rpc_core::__private::run_blocking(move || #blocking_call).await;
+                    let __ret = match __ret {
+                        ::core::result::Result::Ok(__ret) => __ret,
+                        ::core::result::Result::Err(__panic) => ::std::panic::resume_unwind(__panic),
+                    };
+                    let _ = &__ret;
+                    #answer
                 })
             }
         }
