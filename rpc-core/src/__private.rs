@@ -109,6 +109,21 @@ where
     }
 }
 
+pub use tokio::runtime::Handle as RuntimeHandle;
+
+/// Runs a blocking stub's call on the connection's runtime; refuses clearly
+/// inside async code, where blocking would stall the runtime or deadlock.
+pub fn block_on<F: std::future::Future>(runtime: &RuntimeHandle, future: F) -> F::Output {
+    if RuntimeHandle::try_current().is_ok() {
+        panic!(
+            "a blocking stub (`..BlockingClient`) was called from async code, inside a tokio \
+             runtime, where blocking would stall the runtime or deadlock: call the async \
+             stub (`..Client`) and `.await` it there"
+        );
+    }
+    runtime.block_on(future)
+}
+
 pub fn pending<F>(f: F) -> Handled
 where
     F: std::future::Future<Output = Replied> + Send + 'static,

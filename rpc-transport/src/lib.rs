@@ -51,6 +51,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address;
+pub mod blocking;
 mod connect;
 mod server;
 mod stream;

@@ -110,3 +110,73 @@ async fn a_blocking_handler_stalls_nothing_and_timeouts_are_on_time() {
         .await;
     }
 }
+
+/// The blocking client: a plain `#[test]` (no runtime in sight) calls a
+/// server through the blocking stub, over TCP and Unix; typed errors and
+/// timeouts as the async stub; the server calls back into an object the
+/// blocking client exposes.
+#[test]
+fn a_blocking_client_calls_and_is_called_back() {
+    use rpc_tests::fixtures::{Calc, CalcClient, MathError, Progress};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (addr, _dir) in addresses() {
+        let server = runtime
+            .block_on(
+                Server::builder()
+                    .expose(Calc::default())
+                    .expose(Disk)
+                    .bind(addr.as_str()),
+            )
+            .unwrap();
+        let progress = Progress::default();
+        let client = rpc_transport::blocking::connect_with(server.local_addr(), |c| {
+            c.expose(progress.clone())
+        })
+        .unwrap();
+        let calc = CalcClient::new(client.peer()).blocking(client.runtime());
+        assert_eq!(calc.add(2, 3).unwrap(), 5);
+        assert_eq!(calc.div(1, 0).unwrap(), Err(MathError::DivideByZero));
+        // The server calls the client's `Progress` during the call.
+        assert_eq!(calc.long_job(3).unwrap(), Ok(30)); // 0 + 10 + 20, from the client
+        assert_eq!(progress.seen.lock().unwrap().len(), 3);
+
+        let disk = DiskClient::new(client.peer())
+            .with_timeout(Duration::from_millis(200))
+            .blocking(client.runtime());
+        let started = Instant::now();
+        assert_eq!(disk.read(2_000).unwrap_err(), RpcError::Timeout);
+        assert!(started.elapsed() < Duration::from_millis(1_500));
+
+        let sum: i64 = client
+            .block_on(client.peer().call("Calc.add", &(40i64, 2i64)))
+            .unwrap();
+        assert_eq!(sum, 42);
+        client.close();
+    }
+}
+
+/// A blocking stub called from async code fails at once with a message
+/// saying what to do, instead of deadlocking.
+#[test]
+fn a_blocking_stub_inside_async_code_says_what_to_do() {
+    let server = rpc_transport::blocking::serve(Server::builder().expose(Disk)).unwrap();
+    let client = rpc_transport::blocking::connect(server.local_addr()).unwrap();
+    let disk = DiskClient::new(client.peer()).blocking(client.runtime());
+    let inside = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inside.block_on(async { disk.ping() })
+    }))
+    .unwrap_err();
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(message.contains(".await"), "{message}");
+    // Outside async code it works.
+    assert_eq!(disk.ping().unwrap(), 1);
+}

@@ -14,6 +14,12 @@ fn client_ident(service: &Service) -> Ident {
     format_ident!("{}Client", ident, span = ident.span())
 }
 
+/// The blocking stub's name: the type's name followed by `BlockingClient`.
+fn blocking_ident(service: &Service) -> Ident {
+    let ident = service.ident.unraw();
+    format_ident!("{}BlockingClient", ident, span = ident.span())
+}
+
 /// `pub struct TypeClient { ... }`.
 pub(super) fn client_struct(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
@@ -26,6 +32,13 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
     let doc_more = " Each method calls the exposed method of the same Rust name on the \
                     peer and returns its result, or an `RpcError` when the call does not \
                     complete. The stub is cheap to clone.";
+    let blocking = blocking_ident(service);
+    let blocking_doc = format!(
+        " A blocking client for a remote `{}` object, for code with no async: the \
+         methods of `{client}` minus `async` (those returning streams are left out). \
+         Made by `{client}::blocking`.",
+        service.ident.unraw(),
+    );
     quote! {
         #(#cfgs)*
         #[doc = #doc]
@@ -36,6 +49,14 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
             __peer: ::rpc_core::__private::Peer,
             __targets: ::std::sync::Arc<[::std::boxed::Box<::core::primitive::str>]>,
             __timeout: ::core::option::Option<::core::time::Duration>,
+        }
+
+        #(#cfgs)*
+        #[doc = #blocking_doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        pub struct #blocking {
+            __inner: #client,
+            __runtime: ::rpc_core::__private::RuntimeHandle,
         }
     }
 }
@@ -52,6 +73,11 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
         .enumerate()
         .map(|(index, method)| stub_method(index, method, service));
     let name_doc = format!(" The name the object is exposed under by default: `\"{name}\"`.");
+    let blocking = blocking_ident(service);
+    let blocking_methods = service
+        .exposed()
+        .filter(|method| method.stream_output().is_none())
+        .map(|method| blocking_method(method, service));
 
     quote! {
         #(#cfgs)*
@@ -95,7 +121,23 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
                 &self.__peer
             }
 
+            /// A blocking stub over this one, for code with no async: its
+            /// calls run on `runtime` (the one that drives the peer's
+            /// connection, such as `rpc_transport::blocking::Client::runtime`)
+            /// and block until they are answered.
+            pub fn blocking(self, runtime: &::rpc_core::__private::RuntimeHandle) -> #blocking {
+                #blocking {
+                    __inner: self,
+                    __runtime: ::core::clone::Clone::clone(runtime),
+                }
+            }
+
             #(#methods)*
+        }
+
+        #(#cfgs)*
+        impl #blocking {
+            #(#blocking_methods)*
         }
     }
 }
@@ -224,6 +266,54 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
             #(#params),*
         ) -> ::core::result::Result<#ret, ::rpc_core::__private::RpcError> {
             #call
+        }
+    }
+}
+
+/// One `pub fn` of the blocking stub: the async stub's method, run to its
+/// end on the connection's runtime.
+fn blocking_method(method: &Method, service: &Service) -> TokenStream {
+    let ident = method.ident();
+    let docs = &method.docs;
+    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    let (wire, _) = method.wire_name();
+    let calls = format!(
+        " Calls `{wire}` on the remote object and blocks until it is answered. Panics \
+         when called from async code (use the async stub there)."
+    );
+    let mut params = Vec::new();
+    let mut values = Vec::new();
+    for (i, arg) in method.args.iter().enumerate() {
+        if arg.context {
+            continue;
+        }
+        let name = arg_name(arg, i);
+        match &arg.stream {
+            Some(item) => {
+                let item = concrete(item, &service.self_ty);
+                params.push(quote! {
+                    #name: impl ::rpc_core::__private::Stream<Item = #item>
+                        + ::core::marker::Send
+                        + 'static
+                });
+            }
+            None => {
+                let ty = concrete(&arg.ty, &service.self_ty);
+                params.push(quote!(#name: #ty));
+            }
+        }
+        values.push(quote!(#name));
+    }
+    let ret = return_type(method, &service.self_ty);
+    quote! {
+        #(#docs)*
+        #separator
+        #[doc = #calls]
+        pub fn #ident(
+            &self,
+            #(#params),*
+        ) -> ::core::result::Result<#ret, ::rpc_core::__private::RpcError> {
+            ::rpc_core::__private::block_on(&self.__runtime, self.__inner.#ident(#(#values),*))
         }
     }
 }
