@@ -114,7 +114,7 @@ pub fn connect(addr: impl ToAddress) -> Result<Client, RpcError> {
 /// let client = rpc_transport::blocking::connect_with(server.local_addr(), |c| {
 ///     c.name("script").call_timeout(std::time::Duration::from_secs(5))
 /// })?;
-/// assert_eq!(client.peer().status().borrow().clone(), rpc_core::Status::Connected);
+/// assert_eq!(client.status(), rpc_core::Status::Connected);
 /// # Ok(())
 /// # }
 /// ```

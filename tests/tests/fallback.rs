@@ -5,18 +5,14 @@
 
 use rpc_core::{CallContext, Handled, Incoming, RemoteError, RpcError};
 use rpc_tests::fixtures::{Calc, CalcClient, MathError};
-use rpc_tests::{addresses, within};
+use rpc_tests::{addresses, serve, within};
 use rpc_transport::Server;
 
 #[tokio::test]
 async fn without_a_fallback_unknown_calls_fail_as_before() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
             let e = peer.call::<(), _>("Nobody.home", &()).await.unwrap_err();
             assert_eq!(
@@ -48,11 +44,7 @@ async fn without_a_fallback_unknown_calls_fail_as_before() {
 async fn the_registry_fallback_gets_names_and_typed_arguments_and_can_call_back() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             server.registry().fallback(|call: Incoming| {
                 Handled::Pending(Box::pin(async move {
                     let cx: CallContext = call.context();
@@ -96,11 +88,7 @@ async fn the_registry_fallback_gets_names_and_typed_arguments_and_can_call_back(
 async fn an_objects_fallback_takes_its_unknown_methods_before_the_registrys() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             server
                 .registry()
                 .fallback(|call: Incoming| Handled::Done(call.reply(&"registry")));
@@ -126,11 +114,7 @@ async fn an_objects_fallback_takes_its_unknown_methods_before_the_registrys() {
 async fn a_gateway_forwards_calls_it_does_not_know() {
     for (addr, _dir) in addresses() {
         within(10, async {
-            let backend = Server::builder()
-                .expose(Calc::default())
-                .bind("tcp://127.0.0.1:0")
-                .await
-                .unwrap();
+            let backend = serve(Calc::default(), "tcp://127.0.0.1:0").await;
             let to_backend = rpc_transport::connect(backend.local_addr()).await.unwrap();
             let gateway = Server::builder().bind(addr.as_str()).await.unwrap();
             gateway.registry().fallback(move |call: Incoming| {
@@ -172,11 +156,7 @@ async fn each_side_lists_what_the_other_exposes_unless_switched_off() {
 
     for (addr, _dir) in addresses() {
         within(10, async {
-            let server = Server::builder()
-                .expose(Calc::default())
-                .bind(addr.as_str())
-                .await
-                .unwrap();
+            let server = serve(Calc::default(), &addr).await;
             let mut events = server.events();
             let mine = Registry::new();
             mine.expose_as("Helper", Calc::default());

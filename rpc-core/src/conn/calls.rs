@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::pending::CallGuard;
+use super::pending::{CallGuard, ReplyRx};
 use super::{slots, timeout_ms, within, Conn};
 use crate::error::{RemoteError, RpcError};
 use crate::wire::Header;
@@ -28,6 +28,23 @@ impl Conn {
             span.record("rpc.request_id", id);
         }
         let mut guard = CallGuard::new(&self.pending, &self.out, id);
+        self.queue_call(id, target, args, deadline)?;
+        guard.sent();
+        // On a timeout the guard, dropped here, sends the cancel.
+        let reply = self.reply(rx, deadline).await?;
+        guard.done();
+        drop(slot);
+        reply
+    }
+
+    /// Queues the frame of call `id`, with the timeout `deadline` leaves.
+    pub(super) fn queue_call<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        target: &str,
+        args: &A,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), RpcError> {
         let header = Header::Call {
             id,
             target,
@@ -35,16 +52,22 @@ impl Conn {
         };
         self.out
             .push(&header, args)
-            .map_err(|e| self.push_failed(e))?;
-        guard.sent();
-        // On a timeout the guard, dropped here, sends the cancel.
+            .map_err(|e| self.push_failed(e))
+    }
+
+    /// Waits for the reply of a call that was sent, until `deadline`: the
+    /// outer `Err` is this side's `Timeout` (the caller's guard then
+    /// cancels the call), the inner result is the call's answer.
+    pub(super) async fn reply(
+        &self,
+        rx: ReplyRx,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Result<Bytes, RpcError>, RpcError> {
         let reply = match deadline {
             Some(d) => within(d, rx).await?,
             None => rx.await,
         };
-        guard.done();
-        drop(slot);
-        match reply.unwrap_or_else(|_| Err(self.closed_error())) {
+        Ok(match reply.unwrap_or_else(|_| Err(self.closed_error())) {
             // Both deadlines passed, and the callee's verdict was read
             // first: this side's own conclusion is that its time ran out.
             Err(RpcError::Remote(RemoteError::DeadlineExceeded))
@@ -53,7 +76,7 @@ impl Conn {
                 Err(RpcError::Timeout)
             }
             reply => reply,
-        }
+        })
     }
 
     /// A slot among the remote's calls in flight, waited for until

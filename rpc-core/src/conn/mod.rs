@@ -415,6 +415,17 @@ async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Result<F::
         .map_err(|_| RpcError::Timeout)
 }
 
+impl Conn {
+    /// This connection, from a call it serves: a handler runs only while
+    /// its connection's reader or dispatcher holds the connection, so it is
+    /// alive.
+    fn served(&self) -> Arc<Conn> {
+        self.me
+            .upgrade()
+            .expect("a served call's connection is alive")
+    }
+}
+
 impl Respond for Conn {
     fn reply(&self, id: Option<u64>, value: &dyn Payload) {
         let Some(id) = id else {
@@ -452,19 +463,11 @@ impl Respond for Conn {
     }
 
     fn port(&self) -> Arc<dyn crate::stream::Port> {
-        // As in `origin`: the connection of a call being served is alive.
-        self.me
-            .upgrade()
-            .expect("a served call's connection is alive")
+        self.served()
     }
 
     fn origin(&self) -> Origin {
-        // A handler runs only while its connection's reader or dispatcher
-        // holds the connection, so it is alive.
-        let me = self
-            .me
-            .upgrade()
-            .expect("a served call's connection is alive");
+        let me = self.served();
         Origin {
             peer: self.owner.peer(&me),
             connection_id: self.info.connection_id,

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::pending::CallGuard;
 use super::streams::Taken;
-use super::{lock, within, Conn};
+use super::{lock, Conn};
 use crate::dispatch::Kind;
 use crate::error::{RemoteError, RpcError};
 use crate::stream::{AbortOnDrop, Port};
@@ -93,40 +93,22 @@ impl Conn {
                 return Err(self.closed_error());
             }
         }
-        let header = Header::Call {
-            id,
-            target,
-            timeout_ms: super::timeout_ms(deadline),
-        };
-        self.out
-            .push(&header, args)
-            .map_err(|e| self.push_failed(e))?;
+        self.queue_call(id, target, args, deadline)?;
         guard.sent();
         let port: Arc<dyn Port> = self.clone();
         let pump = input.map(|start| AbortOnDrop(tokio::spawn(start(port, id)).abort_handle()));
-        let reply = match deadline {
-            Some(d) => within(d, rx).await?,
-            None => rx.await,
-        };
+        let payload = self.reply(rx, deadline).await?;
         guard.done();
-        let payload = reply.unwrap_or_else(|_| Err(self.closed_error()))?;
+        let payload = payload?;
         if output {
+            // The returned stream keeps the call's slot and its ends.
             ends.armed = false;
             slot.keep();
-        } else {
-            // The callee answered: it reads no more input.
-            drop(pump);
-            return Ok(Streaming {
-                payload,
-                id,
-                input: None,
-            });
         }
-        Ok(Streaming {
-            payload,
-            id,
-            input: pump,
-        })
+        // Without a returned stream the callee has answered and reads no
+        // more input: the pump (dropped here) and the ends (the guard) go.
+        let input = if output { pump } else { None };
+        Ok(Streaming { payload, id, input })
     }
 }
 

@@ -164,12 +164,7 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
         }
         let name = arg_name(arg, i);
         if let Some(item) = &arg.stream {
-            let item = concrete(item, &service.self_ty);
-            params.push(quote! {
-                #name: impl ::rpc_core::__private::Stream<Item = #item>
-                    + ::core::marker::Send
-                    + 'static
-            });
+            params.push(input_param(&name, item, service));
             input = Some(name);
             continue;
         }
@@ -202,59 +197,35 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
     let stream_item = method
         .stream_output()
         .map(|item| concrete(item, &service.self_ty));
-    let (ret, call) = match (&stream_item, &input) {
+    // The `__private` function that makes the call, its type arguments
+    // after the arguments tuple's, and the input stream it takes, if any.
+    let (ret, function, returned, unwrap) = match (&stream_item, &input) {
         (Some(item), None) => (
             quote!(::rpc_core::__private::RpcStream<#item>),
-            quote! {
-                ::rpc_core::__private::call_stream::<#args_ty, #item>(
-                    &self.__peer,
-                    &self.__targets[#index],
-                    &(#(#values,)*),
-                    self.__timeout,
-                )
-                .await
-            },
+            quote!(call_stream),
+            quote!(#item),
+            TokenStream::new(),
         ),
-        (Some(item), Some(input)) => (
+        (Some(item), Some(_)) => (
             quote!(::rpc_core::__private::RpcStream<#item>),
-            quote! {
-                ::rpc_core::__private::call_duplex::<#args_ty, #item, _>(
-                    &self.__peer,
-                    &self.__targets[#index],
-                    &(#(#values,)*),
-                    #input,
-                    self.__timeout,
-                )
-                .await
-            },
+            quote!(call_duplex),
+            quote!(#item, _),
+            TokenStream::new(),
         ),
-        (None, Some(input)) => (
-            ret,
-            quote! {
-                ::rpc_core::__private::call_with_input::<#args_ty, #decoded, _>(
-                    &self.__peer,
-                    &self.__targets[#index],
-                    &(#(#values,)*),
-                    #input,
-                    self.__timeout,
-                )
-                .await
-                #unwrap
-            },
-        ),
-        (None, None) => (
-            ret,
-            quote! {
-                ::rpc_core::__private::call::<#args_ty, #decoded>(
-                    &self.__peer,
-                    &self.__targets[#index],
-                    &(#(#values,)*),
-                    self.__timeout,
-                )
-                .await
-                #unwrap
-            },
-        ),
+        (None, Some(_)) => (ret, quote!(call_with_input), quote!(#decoded, _), unwrap),
+        (None, None) => (ret, quote!(call), quote!(#decoded), unwrap),
+    };
+    let input = input.map(|name| quote!(#name,));
+    let call = quote! {
+        ::rpc_core::__private::#function::<#args_ty, #returned>(
+            &self.__peer,
+            &self.__targets[#index],
+            &(#(#values,)*),
+            #input
+            self.__timeout,
+        )
+        .await
+        #unwrap
     };
 
     quote! {
@@ -289,14 +260,7 @@ fn blocking_method(method: &Method, service: &Service) -> TokenStream {
         }
         let name = arg_name(arg, i);
         match &arg.stream {
-            Some(item) => {
-                let item = concrete(item, &service.self_ty);
-                params.push(quote! {
-                    #name: impl ::rpc_core::__private::Stream<Item = #item>
-                        + ::core::marker::Send
-                        + 'static
-                });
-            }
+            Some(item) => params.push(input_param(&name, item, service)),
             None => {
                 let ty = concrete(&arg.ty, &service.self_ty);
                 params.push(quote!(#name: #ty));
@@ -315,5 +279,16 @@ fn blocking_method(method: &Method, service: &Service) -> TokenStream {
         ) -> ::core::result::Result<#ret, ::rpc_core::__private::RpcError> {
             ::rpc_core::__private::block_on(&self.__runtime, self.__inner.#ident(#(#values),*))
         }
+    }
+}
+
+/// The stub's parameter for the stream a method takes: any `Stream` of its
+/// items.
+fn input_param(name: &Ident, item: &syn::Type, service: &Service) -> TokenStream {
+    let item = concrete(item, &service.self_ty);
+    quote! {
+        #name: impl ::rpc_core::__private::Stream<Item = #item>
+            + ::core::marker::Send
+            + 'static
     }
 }
