@@ -4,6 +4,7 @@
 pub use crate::context::CallContext;
 pub use crate::dispatch::{Handled, HandlerFuture, Incoming, Replied, Service};
 pub use crate::error::RpcError;
+pub use crate::local::{LocalHandled, LocalService};
 pub use crate::peer::Peer;
 pub use crate::stream::RpcStream;
 pub use futures::Stream;
@@ -130,6 +131,18 @@ where
 {
     Handled::Pending(Box::pin(f))
 }
+
+/// The waiting handler of a thread-bound object.
+pub fn pending_local<F>(f: F) -> LocalHandled
+where
+    F: std::future::Future<Output = Replied> + 'static,
+{
+    LocalHandled::Pending(Box::pin(f))
+}
+
+/// Compile-time check that an object exposed with `#[expose]` can be
+/// shared between threads; its name is the advice the error shows.
+pub fn not_send_or_sync_use_expose_local<T: Send + Sync + ?Sized>() {}
 
 /// Compile-time check that an argument type can travel (used with
 /// `quote_spanned!` so the error points at the user's type).

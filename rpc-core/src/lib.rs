@@ -64,6 +64,7 @@ mod dispatch;
 mod error;
 mod handshake;
 mod identity;
+mod local;
 mod peer;
 pub mod pubsub;
 mod stream;
@@ -94,6 +95,9 @@ pub use dispatch::{
 };
 pub use error::{DisconnectReason, IoError, RemoteError, RpcError};
 pub use identity::{AttachOptions, PeerIdentity};
+pub use local::{
+    Local, LocalCloseFuture, LocalHandled, LocalHandlerFuture, LocalRunner, LocalService,
+};
 pub use peer::{Peer, Side, Status, WeakPeer};
 pub use rpc_macros::expose;
 pub use stream::RpcStream;

@@ -29,6 +29,9 @@ pub(crate) struct Service {
     /// `#[expose(blocking)]` on the block: every synchronous method that
     /// does not return a stream runs on the blocking pool.
     pub(crate) blocking: Option<Span>,
+    /// `#[expose(local)]` on the block: the object is bound to one thread,
+    /// and the block implements `LocalService` instead of `Service`.
+    pub(crate) local: Option<Span>,
     /// The block's `#[cfg]` attributes, copied onto every generated item.
     pub(crate) cfgs: Vec<Attribute>,
     /// Every method of the block, in source order, exposed or not.
@@ -155,6 +158,7 @@ impl Service {
             generics: block.generics.clone(),
             name: options.name,
             blocking: options.blocking,
+            local: options.local,
             cfgs: block
                 .attrs
                 .iter()

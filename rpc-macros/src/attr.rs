@@ -1,5 +1,5 @@
-//! The `#[expose(...)]` options: `name` on the impl block, and `name`,
-//! `skip` and `close` on its methods.
+//! The `#[expose(...)]` options: `name`, `blocking` and `local` on the impl
+//! block, and `name`, `skip`, `close` and `blocking` on its methods.
 //!
 //! Parsing only records what was written (with spans); whether a combination
 //! makes sense is decided in `check`. Unknown and repeated keys are reported
@@ -19,6 +19,8 @@ pub(crate) struct BlockOptions {
     pub(crate) name: Option<LitStr>,
     /// `blocking`: every synchronous method runs on the blocking pool.
     pub(crate) blocking: Option<Span>,
+    /// `local`: the object is bound to one thread (need not be `Send`).
+    pub(crate) local: Option<Span>,
 }
 
 /// The options of the `#[expose(...)]` attributes on one method.
@@ -62,17 +64,19 @@ pub(crate) fn block(args: TokenStream, errors: &mut Errors) -> BlockOptions {
             }
         } else if meta.path.is_ident("blocking") {
             flag(&mut options.blocking, &meta, errors)?;
+        } else if meta.path.is_ident("local") {
+            flag(&mut options.local, &meta, errors)?;
         } else if meta.path.is_ident("skip") || meta.path.is_ident("close") {
             errors.push(meta.error(format!(
-                "`{}` goes on a method; on the impl block the options are `name = \"...\"` \
-                 and `blocking`",
+                "`{}` goes on a method; on the impl block the options are `name = \"...\"`, \
+                 `blocking` and `local`",
                 path_string(&meta)
             )));
             skip_rest(&meta)?;
         } else {
             errors.push(meta.error(format!(
-                "unknown option `{}`: on the impl block the options are `name = \"...\"` \
-                 and `blocking`",
+                "unknown option `{}`: on the impl block the options are `name = \"...\"`, \
+                 `blocking` and `local`",
                 path_string(&meta)
             )));
             skip_rest(&meta)?;

@@ -84,6 +84,25 @@ pub(crate) fn service(service: &Service, errors: &mut Errors) {
         }
     }
 
+    if let (Some(_), Some(blocking)) = (service.local, service.blocking) {
+        errors.at_span(
+            blocking,
+            "`blocking` and `local` cannot be combined: a `local` object's calls run on its \
+             own thread, which it may block (no other object shares it)",
+        );
+    }
+    if service.local.is_some() {
+        for method in &service.methods {
+            if let Some(span) = method.options.blocking {
+                errors.at_span(
+                    span,
+                    "`blocking` cannot go on a method of a `local` object: its calls run on \
+                     the object's own thread, which the method may block",
+                );
+            }
+        }
+    }
+
     if let Some(name) = &service.name {
         if name.value().is_empty() {
             errors.at(name, "the object name cannot be empty");

@@ -18,7 +18,12 @@
 //!   type's name otherwise);
 //! - on a method: `#[expose(name = "wire_name")]` to expose it under another
 //!   name, `#[expose(skip)]` to keep a `pub` method local, and
-//!   `#[expose(close)]` to mark the hook that runs when the server shuts down.
+//!   `#[expose(close)]` to mark the hook that runs when the server shuts down;
+//! - `#[expose(blocking)]` on a method or the block: synchronous methods run
+//!   on tokio's blocking pool;
+//! - `#[expose(local)]` on the block: the type need not be `Send + Sync`; the
+//!   block implements `LocalService` instead of `Service`, served through
+//!   `rpc_core::Local` on one thread.
 //!
 //! A parameter of type `CallContext` is not sent: the handler receives the
 //! context of the call (the caller's peer, the deadline, ...) in its place.

@@ -89,6 +89,10 @@ pub type CloseFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///
 /// `#[expose]` implements this for you. Writing it by hand takes a few lines.
 ///
+/// A `Service` is shared by the runtime's threads, so it is `Send + Sync`.
+/// For an object that is not (an `Rc`/`RefCell` model, GUI state), see
+/// [`LocalService`](crate::LocalService) and [`Local`](crate::Local).
+///
 /// # Examples
 ///
 /// ```

@@ -1,5 +1,6 @@
-//! The server side: `impl Service for Type`, whose `dispatch` matches on the
-//! method index and calls the user's method with the decoded arguments.
+//! The server side: `impl Service for Type` (or `impl LocalService` for a
+//! `local` block), whose `dispatch` matches on the method index and calls
+//! the user's method with the decoded arguments.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -10,8 +11,38 @@ use syn::spanned::Spanned;
 use super::{is_byte_vec, spanned_tuple};
 use crate::ast::{Method, Service};
 
-/// `impl ::rpc_core::__private::Service for Type { ... }`.
+/// What differs between a `Service` and a `LocalService` impl: the trait,
+/// the pointer `dispatch` takes, and the type of what it returns.
+struct Flavor {
+    local: bool,
+}
+
+impl Flavor {
+    fn handled(&self) -> TokenStream {
+        if self.local {
+            quote!(::rpc_core::__private::LocalHandled)
+        } else {
+            quote!(::rpc_core::__private::Handled)
+        }
+    }
+
+    /// `pending` or `pending_local`, spanned at the user's method.
+    fn pending(&self, span: proc_macro2::Span) -> TokenStream {
+        if self.local {
+            quote_spanned!(span=> ::rpc_core::__private::pending_local)
+        } else {
+            quote_spanned!(span=> ::rpc_core::__private::pending)
+        }
+    }
+}
+
+/// `impl ::rpc_core::__private::Service for Type { ... }`, or
+/// `LocalService` for a `local` block.
 pub(super) fn service_impl(service: &Service) -> TokenStream {
+    let flavor = Flavor {
+        local: service.local.is_some(),
+    };
+    let handled = flavor.handled();
     let self_ty = &service.self_ty;
     let cfgs = &service.cfgs;
     let name = service.object_name();
@@ -19,27 +50,61 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
     let arms: Vec<TokenStream> = service
         .exposed()
         .enumerate()
-        .map(|(index, method)| arm(index, method, method.runs_blocking(service.blocking)))
+        .map(|(index, method)| {
+            arm(
+                &flavor,
+                index,
+                method,
+                method.runs_blocking(service.blocking),
+            )
+        })
         .collect();
     let body = if arms.is_empty() {
         quote! {
             let _ = __method;
-            ::rpc_core::__private::Handled::Done(__call.unknown_method())
+            #handled::Done(__call.unknown_method())
         }
     } else {
         quote! {
             match __method {
                 #(#arms)*
-                _ => ::rpc_core::__private::Handled::Done(__call.unknown_method()),
+                _ => #handled::Done(__call.unknown_method()),
             }
         }
     };
-    let close = service.close_hook().map(close_hook);
+    let close = service.close_hook().map(|hook| close_hook(&flavor, hook));
+    let (service_trait, pointer, thread_safe) = if flavor.local {
+        (
+            quote!(::rpc_core::__private::LocalService),
+            quote!(::std::rc::Rc<Self>),
+            TokenStream::new(),
+        )
+    } else {
+        // A type that is not `Send + Sync` is reported once, by a check
+        // whose name says what to do instead (`#[expose(local)]`); the
+        // impl itself states the bound (higher-ranked, so that it is not a
+        // second error where it does not hold) instead of failing too.
+        let check = quote_spanned! {self_ty.span()=>
+            #(#cfgs)*
+            const _: fn() = ::rpc_core::__private::not_send_or_sync_use_expose_local::<#self_ty>;
+        };
+        (
+            quote!(::rpc_core::__private::Service),
+            quote!(::std::sync::Arc<Self>),
+            check,
+        )
+    };
+    let bound = (!flavor.local).then(|| {
+        quote! {
+            where for<'__rpc> #self_ty: ::core::marker::Send + ::core::marker::Sync
+        }
+    });
 
     quote! {
+        #thread_safe
         #(#cfgs)*
         #[automatically_derived]
-        impl ::rpc_core::__private::Service for #self_ty {
+        impl #service_trait for #self_ty #bound {
             fn name() -> &'static ::core::primitive::str {
                 #name
             }
@@ -49,10 +114,10 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             }
 
             fn dispatch(
-                self: ::std::sync::Arc<Self>,
+                self: #pointer,
                 __method: ::core::primitive::usize,
                 __call: ::rpc_core::__private::Incoming,
-            ) -> ::rpc_core::__private::Handled {
+            ) -> #handled {
                 #body
             }
 
@@ -62,7 +127,8 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
 }
 
 /// One arm of the `match`: decode the arguments, call, reply.
-fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
+fn arm(flavor: &Flavor, index: usize, method: &Method, blocking: bool) -> TokenStream {
+    let handled = flavor.handled();
     let index = Literal::usize_unsuffixed(index);
     let ident = method.ident();
     let names: Vec<_> = (0..method.wire_args().count())
@@ -106,7 +172,7 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
         let (#(#names,)*) = match __call.args::<#types>() {
             ::core::result::Result::Ok(__args) => __args,
             ::core::result::Result::Err(__error) => {
-                return ::rpc_core::__private::Handled::Done(__call.fail(__error));
+                return #handled::Done(__call.fail(__error));
             }
         };
     };
@@ -121,7 +187,7 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
                 let __input = match __call.input::<#item>() {
                     ::core::result::Result::Ok(__input) => __input,
                     ::core::result::Result::Err(__error) => {
-                        return ::rpc_core::__private::Handled::Done(__call.fail(__error));
+                        return #handled::Done(__call.fail(__error));
                     }
                 };
             }
@@ -129,7 +195,7 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
         None => decode,
     };
     if method.stream_output().is_some() {
-        return stream_arm(&index, method, &call, &decode);
+        return stream_arm(flavor, &index, method, &call, &decode);
     }
 
     // The reply names the return type as the user wrote it, so that a type
@@ -159,7 +225,7 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
                 #reply
             }
         };
-        let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
+        let pending = flavor.pending(ident.span());
         quote! {
             #index => {
                 #decode
@@ -205,12 +271,12 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
         let run = if returns_unit {
             quote! {
                 #call;
-                ::rpc_core::__private::Handled::Done(__call.reply(&()))
+                #handled::Done(__call.reply(&()))
             }
         } else {
             quote! {
                 let __ret = #call;
-                ::rpc_core::__private::Handled::Done(#reply)
+                #handled::Done(#reply)
             }
         };
         quote! {
@@ -225,13 +291,14 @@ fn arm(index: usize, method: &Method, blocking: bool) -> TokenStream {
 /// The arm of a method that returns a stream: the call is answered with
 /// the stream, which then runs to its end in the handler's task.
 fn stream_arm(
+    flavor: &Flavor,
     index: &Literal,
     method: &Method,
     call: &TokenStream,
     decode: &TokenStream,
 ) -> TokenStream {
     let ident = method.ident();
-    let pending = quote_spanned!(ident.span()=> ::rpc_core::__private::pending);
+    let pending = flavor.pending(ident.span());
     let context = method
         .args
         .iter()
@@ -262,7 +329,7 @@ fn stream_arm(
 /// `fn close`, calling the user's close hook. The hook runs when the
 /// returned future is first polled, not when `close` is called, so that a
 /// synchronous hook never runs inside the caller's locks.
-fn close_hook(method: &Method) -> TokenStream {
+fn close_hook(flavor: &Flavor, method: &Method) -> TokenStream {
     let ident = method.ident();
     let path = quote_spanned!(ident.span()=> Self::#ident);
     let call = quote!(#path(&*self));
@@ -271,13 +338,19 @@ fn close_hook(method: &Method) -> TokenStream {
     } else {
         quote!(#call;)
     };
+    let (pointer, send) = if flavor.local {
+        (quote!(::std::rc::Rc<Self>), TokenStream::new())
+    } else {
+        (
+            quote!(::std::sync::Arc<Self>),
+            quote!(+ ::core::marker::Send),
+        )
+    };
     quote! {
         fn close(
-            self: ::std::sync::Arc<Self>,
+            self: #pointer,
         ) -> ::core::pin::Pin<
-            ::std::boxed::Box<
-                dyn ::core::future::Future<Output = ()> + ::core::marker::Send + 'static,
-            >,
+            ::std::boxed::Box<dyn ::core::future::Future<Output = ()> #send + 'static>,
         > {
             ::std::boxed::Box::pin(async move {
                 #run
