@@ -6,6 +6,7 @@ pub use crate::dispatch::{Handled, HandlerFuture, Incoming, Replied, Service};
 pub use crate::error::RpcError;
 pub use crate::local::{LocalHandled, LocalService};
 pub use crate::peer::Peer;
+pub use crate::remote::Exposed;
 pub use crate::stream::RpcStream;
 pub use futures::Stream;
 pub use serde::de::DeserializeOwned;

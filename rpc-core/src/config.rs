@@ -29,6 +29,7 @@ pub struct PeerConfig {
     pub(crate) max_frame: u32,
     pub(crate) max_in_flight: u32,
     pub(crate) max_streams: usize,
+    pub(crate) max_handles: usize,
     pub(crate) stream_window: u32,
     pub(crate) max_send_queue: usize,
     pub(crate) call_timeout: Option<Duration>,
@@ -47,6 +48,7 @@ impl Default for PeerConfig {
             max_frame: 16 * 1024 * 1024,
             max_in_flight: 1024,
             max_streams: 256,
+            max_handles: 4096,
             stream_window: 256 * 1024,
             max_send_queue: 64 * 1024 * 1024,
             call_timeout: None,
@@ -67,6 +69,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("max_frame", &self.max_frame)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_streams", &self.max_streams)
+            .field("max_handles", &self.max_handles)
             .field("stream_window", &self.stream_window)
             .field("max_send_queue", &self.max_send_queue)
             .field("call_timeout", &self.call_timeout)
@@ -207,6 +210,56 @@ impl PeerConfig {
     /// ```
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams;
+        self
+    }
+
+    /// How many object handles ([`Remote`](crate::Remote)) may be live on
+    /// one connection in each direction (default 4096): objects of this
+    /// side the remote holds handles to, and handles to the remote's
+    /// objects this side holds.
+    ///
+    /// Sending one handle more fails the call with
+    /// [`RpcError::Encode`](crate::RpcError::Encode) saying so; receiving
+    /// one more fails the decoding of the message (the remote's call gets
+    /// [`RemoteError::BadArguments`](crate::RemoteError::BadArguments)),
+    /// and the handles it carried are released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, Remote, RpcError};
+    ///
+    /// pub struct Token;
+    /// #[expose]
+    /// impl Token {
+    ///     pub fn id(&self) -> u8 { 7 }
+    /// }
+    ///
+    /// pub struct Vault;
+    /// #[expose]
+    /// impl Vault {
+    ///     pub fn issue(&self) -> Remote<Token> { Remote::new(Token) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Vault);
+    /// let (_server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, PeerConfig::default().max_handles(1), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// let vault = VaultClient::new(&client);
+    /// let first = vault.issue().await?;
+    /// assert_eq!(first.id().await?, 7);
+    /// let err = vault.issue().await.unwrap_err();
+    /// assert!(err.to_string().contains("max_handles"), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_handles(mut self, handles: usize) -> Self {
+        self.max_handles = handles;
         self
     }
 

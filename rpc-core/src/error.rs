@@ -403,6 +403,11 @@ pub enum RemoteError {
         /// The remote's limit of open streams.
         limit: u64,
     },
+    /// The call went through an object handle ([`Remote`](crate::Remote))
+    /// that is not live on this connection: its holder released it, or it
+    /// was handed out on an earlier connection (handles do not survive a
+    /// reconnect), or it was never handed out at all.
+    DeadHandle(String),
 }
 
 impl fmt::Display for RemoteError {
@@ -432,6 +437,11 @@ impl fmt::Display for RemoteError {
                     "the remote already has {limit} streams open on this connection"
                 )
             }
+            RemoteError::DeadHandle(name) => write!(
+                f,
+                "object handle `{name}` is not live on this connection: it was released, \
+                 or handed out on an earlier connection, or never handed out"
+            ),
         }
     }
 }

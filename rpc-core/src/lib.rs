@@ -67,6 +67,7 @@ mod identity;
 mod local;
 mod peer;
 pub mod pubsub;
+mod remote;
 mod stream;
 mod wire;
 
@@ -88,6 +89,7 @@ pub mod __wire {
 
 pub use budget::BufferBudget;
 pub use config::PeerConfig;
+pub use conn::handles::HandleCounts;
 pub use context::CallContext;
 pub use dispatch::{
     CloseFuture, Fallback, Handled, HandlerFuture, Incoming, Registry, RemoteChange, RemoteObject,
@@ -99,5 +101,6 @@ pub use local::{
     Local, LocalCloseFuture, LocalHandled, LocalHandlerFuture, LocalRunner, LocalService,
 };
 pub use peer::{Peer, Side, Status, WeakPeer};
+pub use remote::{Exposed, Remote};
 pub use rpc_macros::expose;
 pub use stream::RpcStream;

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{RemoteError, RpcError};
-use crate::wire::{encode_frame_within, postcard_hint, Header, Way};
+use crate::wire::{describe, encode_frame_within, Header, Way};
 
 /// The connection as a stream end sees it.
 pub(crate) trait Port: Send + Sync + 'static {
@@ -241,9 +241,9 @@ impl<T: DeserializeOwned> Stream for RpcStream<T> {
             Ok(item) => Poll::Ready(Some(Ok(item))),
             Err(e) => {
                 let e = RpcError::BadReply(format!(
-                    "a stream item of call {} could not be decoded: {e}{}",
+                    "a stream item of call {} could not be decoded: {}",
                     this.id,
-                    postcard_hint(&e)
+                    describe(&e)
                 ));
                 this.finish();
                 Poll::Ready(Some(Err(e)))

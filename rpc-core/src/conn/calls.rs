@@ -4,24 +4,23 @@
 //! Owns: the path of one call from its slot to its reply. The pending table
 //! (`pending`) and the slots (`slots`) keep the state; this only walks it.
 
-use bytes::Bytes;
 use serde::Serialize;
 
-use super::pending::{CallGuard, ReplyRx};
+use super::pending::{Answer, CallGuard, ReplyRx};
 use super::{slots, timeout_ms, within, Conn};
 use crate::error::{RemoteError, RpcError};
 use crate::wire::Header;
 
 impl Conn {
-    /// Makes a call and waits for its reply's payload, until `deadline`
-    /// (the one deadline of the call: the wait for a slot counts).
+    /// Makes a call and waits for its reply, until `deadline` (the one
+    /// deadline of the call: the wait for a slot counts).
     pub(crate) async fn call<A: Serialize + ?Sized>(
         &self,
         target: &str,
         args: &A,
         deadline: Option<tokio::time::Instant>,
         span: Option<&tracing::Span>,
-    ) -> Result<Bytes, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let slot = self.slot(deadline).await?;
         let (id, rx) = self.pending.insert()?;
         if let Some(span) = span {
@@ -50,8 +49,7 @@ impl Conn {
             target,
             timeout_ms: timeout_ms(deadline),
         };
-        self.out
-            .push(&header, args)
+        super::handles::encoding(self, || self.out.push(&header, args))
             .map_err(|e| self.push_failed(e))
     }
 
@@ -62,7 +60,7 @@ impl Conn {
         &self,
         rx: ReplyRx,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<Result<Bytes, RpcError>, RpcError> {
+    ) -> Result<Result<Answer, RpcError>, RpcError> {
         let reply = match deadline {
             Some(d) => within(d, rx).await?,
             None => rx.await,
@@ -112,8 +110,7 @@ impl Conn {
         args: &A,
     ) -> Result<(), RpcError> {
         self.out.wait_space().await;
-        self.out
-            .push(&Header::Notify { target }, args)
+        super::handles::encoding(self, || self.out.push(&Header::Notify { target }, args))
             .map_err(|e| self.push_failed(e))
     }
 }

@@ -39,6 +39,7 @@
 
 mod calls;
 mod executor;
+pub(crate) mod handles;
 mod heartbeat;
 mod inbound;
 mod outbox;
@@ -59,6 +60,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use self::handles::Handles;
 use self::inbound::{Admission, Running};
 use self::outbox::{Outbox, PushError};
 use self::pending::Pending;
@@ -118,6 +120,8 @@ pub(crate) struct Conn {
     streams: Mutex<StreamTable>,
     /// Streams the remote's calls may have open on this side at once.
     max_streams: usize,
+    /// Object handles handed out, and held, on this connection.
+    handles: Handles,
     state: watch::Sender<State>,
     /// Set by the first `close`.
     closing: AtomicBool,
@@ -194,6 +198,7 @@ impl Conn {
             running: Mutex::new(Running::default()),
             streams: Mutex::new(StreamTable::new(config.stream_window)),
             max_streams: config.max_streams,
+            handles: Handles::new(config.max_handles),
             state: watch::Sender::new(state),
             closing,
             tasks: Mutex::new(Vec::new()),
@@ -325,6 +330,8 @@ impl Conn {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
+        // Handles do not outlive their connection.
+        self.drop_handles();
     }
 
     /// A whole frame arrived.
@@ -432,7 +439,10 @@ impl Respond for Conn {
             return self.admission.release(Kind::Notification);
         };
         let release = || self.admission.release(Kind::Call);
-        match self.out.push_then(&Header::Reply { id }, value, release) {
+        let pushed = handles::encoding(self, || {
+            self.out.push_then(&Header::Reply { id }, value, release)
+        });
+        match pushed {
             Ok(()) => {}
             Err(PushError::Frame(RpcError::TooLarge { size, limit })) => {
                 self.send_error(id, &RemoteError::ReplyTooLarge { size, limit })
@@ -464,6 +474,10 @@ impl Respond for Conn {
 
     fn port(&self) -> Arc<dyn crate::stream::Port> {
         self.served()
+    }
+
+    fn conn(&self) -> Option<Arc<Conn>> {
+        self.me.upgrade()
     }
 
     fn origin(&self) -> Origin {

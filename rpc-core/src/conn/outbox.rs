@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::lock;
+use super::{handles, lock};
 use crate::budget::{BufferBudget, Share};
 use crate::error::RpcError;
 use crate::wire::{encode_bare, encode_frame_within, Header, Payload};
@@ -130,10 +130,17 @@ impl Outbox {
             let start = st.buf.len();
             // A panicking `Serialize` impl must not leave half a frame behind.
             let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                encode_frame_within(&mut st.buf, header, payload, self.max_frame)
+                encode_frame_within(&mut st.buf, header, payload, self.max_frame)?;
+                announce_handles(&mut st.buf, start, self.max_frame)
             }));
             match res {
-                Ok(Ok(())) => self.queued(&mut st, start == 0),
+                Ok(Ok(())) => {
+                    let queued = self.queued(&mut st, start == 0);
+                    if queued.is_ok() {
+                        handles::sent();
+                    }
+                    queued
+                }
                 Ok(Err(e)) => Err(PushError::Frame(e)),
                 Err(panic) => {
                     st.buf.truncate(start);
@@ -283,6 +290,24 @@ impl Outbox {
     pub(crate) async fn wait_bytes(&self) {
         self.wake.notified().await;
     }
+}
+
+/// Puts a `Handles` frame in front of the frame just encoded at `start`,
+/// listing the object handles its payload carries (when it carries any).
+fn announce_handles(buf: &mut Vec<u8>, start: usize, max_frame: usize) -> Result<(), RpcError> {
+    let names = handles::exported();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+    let end = buf.len();
+    if let Err(e) = encode_frame_within(buf, &Header::Handles, &names, max_frame) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    let announce = buf.len() - end;
+    buf[start..].rotate_right(announce);
+    Ok(())
 }
 
 #[cfg(test)]

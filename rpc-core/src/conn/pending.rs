@@ -20,8 +20,33 @@ use super::outbox::Outbox;
 use crate::error::{DisconnectReason, RpcError};
 use crate::wire::Header;
 
-/// What a caller receives: the reply's payload, or why there is none.
-pub(crate) type Outcome = Result<Bytes, RpcError>;
+/// A reply's payload, and the object handles announced with it.
+pub(crate) struct Answer {
+    pub(crate) payload: Bytes,
+    pub(crate) handles: Option<std::sync::Arc<super::handles::FrameHandles>>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("bytes", &self.payload.len())
+            .field("handles", &self.handles.is_some())
+            .finish()
+    }
+}
+
+impl Answer {
+    /// A payload that came with no handles.
+    pub(crate) fn plain(payload: Bytes) -> Answer {
+        Answer {
+            payload,
+            handles: None,
+        }
+    }
+}
+
+/// What a caller receives: the reply, or why there is none.
+pub(crate) type Outcome = Result<Answer, RpcError>;
 type ReplyTx = oneshot::Sender<Outcome>;
 pub(crate) type ReplyRx = oneshot::Receiver<Outcome>;
 
@@ -145,6 +170,9 @@ impl Pending {
         if replies.is_empty() {
             return;
         }
+        // Replies nobody waits for, dropped after the lock: the handles
+        // they carry are released, which queues a frame.
+        let mut late = Vec::new();
         {
             let mut table = lock(&self.table);
             for (id, outcome) in replies.drain(..) {
@@ -153,10 +181,14 @@ impl Pending {
                     // An error for a call answered already: the end of
                     // the stream that call returned.
                     (None, Err(e)) => orphans.push((id, e)),
-                    (None, Ok(_)) => trace!(id, "reply for a call no longer waiting"),
+                    (None, Ok(answer)) => {
+                        trace!(id, "reply for a call no longer waiting");
+                        late.push(answer);
+                    }
                 }
             }
         }
+        drop(late);
         for (tx, outcome) in waking.drain(..) {
             let _ = tx.send(outcome);
         }
@@ -232,9 +264,12 @@ mod tests {
         assert_eq!((a, b), (1, 2));
         t.complete(b)
             .unwrap()
-            .send(Ok(Bytes::from_static(b"b")))
-            .unwrap();
-        assert_eq!(rx_b.try_recv().unwrap().unwrap(), Bytes::from_static(b"b"));
+            .send(Ok(Answer::plain(Bytes::from_static(b"b"))))
+            .unwrap_or_else(|_| panic!("b waits"));
+        assert_eq!(
+            rx_b.try_recv().unwrap().unwrap().payload,
+            Bytes::from_static(b"b")
+        );
         assert!(rx_a.try_recv().is_err(), "a is still waiting");
         assert_eq!(t.len(), 1);
     }
@@ -296,8 +331,8 @@ mod tests {
         let (_, mut rx) = pending.insert().unwrap();
         pending.close(&DisconnectReason::HeartbeatTimeout);
         assert_eq!(
-            rx.try_recv().unwrap(),
-            Err(RpcError::ConnectionClosed(
+            rx.try_recv().unwrap().err(),
+            Some(RpcError::ConnectionClosed(
                 DisconnectReason::HeartbeatTimeout
             ))
         );

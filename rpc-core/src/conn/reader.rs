@@ -14,8 +14,9 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 
+use super::handles::{FrameHandles, HANDLE_PREFIX};
 use super::inbound::deadline;
-use super::pending::Outcome;
+use super::pending::{Answer, Outcome};
 use super::streams::Event;
 use super::{lock, Conn};
 use crate::codec::{FrameReader, ReadError};
@@ -42,6 +43,8 @@ struct ReadBatch {
     streams: Vec<Event>,
     /// Scratch space for the stream ends to wake.
     stream_wakers: Vec<std::task::Waker>,
+    /// The object handles announced for the next frame.
+    announced: Option<FrameHandles>,
 }
 
 impl ReadBatch {
@@ -166,6 +169,9 @@ fn route(
 ) -> Result<(), DisconnectReason> {
     let (header, payload) = decode_header(&frame).map_err(DisconnectReason::Protocol)?;
     let header_len = frame.len() - payload.len();
+    // The handles announced for this frame, if it is the one they came
+    // with (any other frame drops them, which releases them).
+    let handles = batch.announced.take().map(Arc::new);
     match header {
         Header::Call {
             id,
@@ -179,6 +185,7 @@ fn route(
                     respond: respond.clone(),
                     id: Some(id),
                     args: frame,
+                    handles,
                     target,
                     deadline: deadline(timeout_ms, Instant::now),
                     open: true,
@@ -192,6 +199,7 @@ fn route(
                     respond: respond.clone(),
                     id: None,
                     args: frame,
+                    handles,
                     target,
                     deadline: None,
                     open: true,
@@ -202,7 +210,25 @@ fn route(
             // The payload is the frame itself, advanced past the header:
             // no second reference to count.
             frame.advance(header_len);
-            batch.replies.push((id, Ok(frame)));
+            batch.replies.push((
+                id,
+                Ok(Answer {
+                    payload: frame,
+                    handles,
+                }),
+            ));
+        }
+        Header::Handles => {
+            let names = postcard::from_bytes::<Vec<String>>(payload).map_err(|e| {
+                DisconnectReason::Protocol(format!("a handles frame could not be decoded: {e}"))
+            })?;
+            batch.announced = Some(conn.announced(names).map_err(DisconnectReason::Protocol)?);
+        }
+        Header::Release => {
+            let names = postcard::from_bytes::<Vec<&str>>(payload).map_err(|e| {
+                DisconnectReason::Protocol(format!("a release frame could not be decoded: {e}"))
+            })?;
+            conn.unexport(names);
         }
         Header::Error { id } => batch.replies.push((id, Err(decode_remote_error(payload)))),
         Header::Cancel { id } => {
@@ -215,7 +241,7 @@ fn route(
         }
         Header::Pong { id } => {
             if id != 0 {
-                batch.replies.push((id, Ok(Bytes::new())));
+                batch.replies.push((id, Ok(Answer::plain(Bytes::new()))));
             }
         }
         Header::Goodbye => return Err(DisconnectReason::ClosedByPeer),
@@ -260,9 +286,12 @@ fn admit(
         None => Kind::Notification,
     };
     let admitted = conn.admission.admit(kind).and_then(|()| {
-        registry.lookup_cached(cache, name).inspect_err(|_| {
-            conn.admission.release(kind);
-        })
+        let found = if name.starts_with(HANDLE_PREFIX) {
+            conn.handle_target(name)
+        } else {
+            registry.lookup_cached(cache, name)
+        };
+        found.inspect_err(|_| conn.admission.release(kind))
     });
     match admitted {
         Ok(target) => Some(target),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::pending::CallGuard;
+use super::pending::{Answer, CallGuard};
 use super::streams::Taken;
 use super::{lock, Conn};
 use crate::dispatch::Kind;
@@ -27,8 +27,8 @@ pub(crate) type InputPump = Box<dyn FnOnce(Arc<dyn Port>, u64) -> BoxFuture<'sta
 
 /// A streaming call that was answered.
 pub(crate) struct Streaming {
-    /// The reply's payload.
-    pub(crate) payload: Bytes,
+    /// The reply, and the object handles that came with it.
+    pub(crate) answer: Answer,
     /// The call's id, which names its streams.
     pub(crate) id: u64,
     /// The task sending the call's input, if it has one and returns a
@@ -97,9 +97,9 @@ impl Conn {
         guard.sent();
         let port: Arc<dyn Port> = self.clone();
         let pump = input.map(|start| AbortOnDrop(tokio::spawn(start(port, id)).abort_handle()));
-        let payload = self.reply(rx, deadline).await?;
+        let answer = self.reply(rx, deadline).await?;
         guard.done();
-        let payload = payload?;
+        let answer = answer?;
         if output {
             // The returned stream keeps the call's slot and its ends.
             ends.armed = false;
@@ -108,7 +108,7 @@ impl Conn {
         // Without a returned stream the callee has answered and reads no
         // more input: the pump (dropped here) and the ends (the guard) go.
         let input = if output { pump } else { None };
-        Ok(Streaming { payload, id, input })
+        Ok(Streaming { answer, id, input })
     }
 }
 

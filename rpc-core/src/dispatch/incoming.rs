@@ -20,7 +20,7 @@ use crate::error::RemoteError;
 use crate::identity::PeerIdentity;
 use crate::peer::Peer;
 use crate::stream::{pump, Pumped, RpcStream};
-use crate::wire::{postcard_hint, Payload, Way};
+use crate::wire::{describe, Payload, Way};
 
 /// One call (or notification) received from the remote peer.
 ///
@@ -67,6 +67,9 @@ pub struct Incoming {
     /// `None` for a notification: the answer is dropped.
     pub(crate) id: Option<u64>,
     pub(crate) args: Bytes,
+    /// The object handles announced with the call, claimed as its
+    /// arguments are decoded; the rest are released when it is dropped.
+    pub(crate) handles: Option<Arc<crate::conn::handles::FrameHandles>>,
     /// What is called: the object, the method's index and name.
     pub(crate) target: Arc<Target>,
     pub(crate) deadline: Option<Instant>,
@@ -102,6 +105,8 @@ pub(crate) trait Respond: Send + Sync + 'static {
     fn origin(&self) -> Origin;
     /// The connection as the ends of the call's streams see it.
     fn port(&self) -> Arc<dyn crate::stream::Port>;
+    /// The connection, for the object handles the arguments carry.
+    fn conn(&self) -> Option<Arc<crate::conn::Conn>>;
 }
 
 /// Where a call came from: the peer a handler calls back through, and what
@@ -176,7 +181,11 @@ impl Incoming {
     /// # }
     /// ```
     pub fn args<A: DeserializeOwned>(&self) -> Result<A, RemoteError> {
-        match postcard::take_from_bytes::<A>(&self.args) {
+        let conn = self.handles.as_ref().and_then(|_| self.respond.conn());
+        let decoded = crate::conn::handles::decoding(conn, self.handles.as_ref(), || {
+            postcard::take_from_bytes::<A>(&self.args)
+        });
+        match decoded {
             Ok((a, [])) => Ok(a),
             Ok((_, rest)) => Err(RemoteError::BadArguments(format!(
                 "{} trailing bytes after the arguments of `{}.{}`",
@@ -185,10 +194,10 @@ impl Incoming {
                 self.target.method
             ))),
             Err(e) => Err(RemoteError::BadArguments(format!(
-                "arguments of `{}.{}` do not match its parameters: {e}{}",
+                "arguments of `{}.{}` do not match its parameters: {}",
                 self.target.object,
                 self.target.method,
-                postcard_hint(&e)
+                describe(&e)
             ))),
         }
     }

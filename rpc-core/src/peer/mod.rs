@@ -30,9 +30,10 @@ use crate::dispatch::{Registry, Service};
 use crate::error::{DisconnectReason, RpcError};
 use crate::handshake::{handshake, handshake_admitting, Role};
 use crate::identity::{AttachOptions, PeerIdentity};
-use crate::wire::{encode_bare, postcard_hint, Header, HANDSHAKE_MAX_FRAME};
+use crate::wire::{describe, encode_bare, Header, HANDSHAKE_MAX_FRAME};
 
 use self::lifecycle::Lifecycle;
+use crate::conn::handles::decode_answer;
 use crate::conn::Conn;
 
 /// Which end of a new connection this side is, for [`Peer::establish`].
@@ -814,11 +815,10 @@ impl Peer {
             )
         });
         let work = async {
-            let payload = conn.call(target, args, deadline, span.as_ref()).await?;
-            trace!(bytes = payload.len(), "reply received");
-            postcard::from_bytes::<R>(&payload).map_err(|e| {
-                RpcError::BadReply(format!("reply of `{target}`: {e}{}", postcard_hint(&e)))
-            })
+            let answer = conn.call(target, args, deadline, span.as_ref()).await?;
+            trace!(bytes = answer.payload.len(), "reply received");
+            decode_answer::<R>(&conn, &answer)
+                .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {}", describe(&e))))
         };
         match span.clone() {
             Some(span) => work.instrument(span).await,
@@ -1013,6 +1013,50 @@ impl Peer {
     /// ```
     pub fn config(&self) -> &PeerConfig {
         &self.shared.config
+    }
+
+    /// How many object handles ([`Remote`](crate::Remote)) the current
+    /// connection has out (this side's objects the remote holds) and in
+    /// (the remote's objects this side holds); zeros between connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{expose, Peer, PeerConfig, Registry, Remote, RpcError};
+    ///
+    /// pub struct Session;
+    /// #[expose]
+    /// impl Session {
+    ///     pub fn user(&self) -> String { "ada".into() }
+    /// }
+    ///
+    /// pub struct Login;
+    /// #[expose]
+    /// impl Login {
+    ///     pub fn open(&self) -> Remote<Session> { Remote::new(Session) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let served = Registry::new();
+    /// # served.expose(Login);
+    /// let (server, client) = tokio::try_join!(
+    ///     Peer::accept(a, served, PeerConfig::default(), 1),
+    ///     Peer::connect(b, Registry::new(), PeerConfig::default()),
+    /// )?;
+    /// let session = LoginClient::new(&client).open().await?;
+    /// assert_eq!(session.user().await?, "ada");
+    /// assert_eq!(server.handle_counts().exported, 1);
+    /// assert_eq!(client.handle_counts().imported, 1);
+    /// drop(session);
+    /// client.ping().await?; // the release went out before the ping
+    /// assert_eq!(server.handle_counts().exported, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn handle_counts(&self) -> crate::HandleCounts {
+        self.shared.life.conn().handle_counts()
     }
 
     /// The connection id assigned by the accepting side (0 before the first

@@ -8,11 +8,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Peer;
+use crate::conn::handles::decode_answer;
 use crate::conn::InputPump;
 use crate::dispatch::{RemoteChange, RemoteObject, INTROSPECTION};
 use crate::error::RpcError;
 use crate::stream::{pump, RpcStream};
-use crate::wire::{postcard_hint, Raw, Way};
+use crate::wire::{describe, Raw, Way};
 
 /// The pump of a call's input, started once the call has its id.
 pub(crate) fn input_pump<S>(input: S) -> InputPump
@@ -245,9 +246,8 @@ impl Peer {
         let answered = conn
             .call_streaming(target, args, deadline, false, Some(input_pump(input)))
             .await?;
-        postcard::from_bytes::<R>(&answered.payload).map_err(|e| {
-            RpcError::BadReply(format!("reply of `{target}`: {e}{}", postcard_hint(&e)))
-        })
+        decode_answer::<R>(&conn, &answered.answer)
+            .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {}", describe(&e))))
     }
 
     /// Calls `target` with arguments that are already encoded (the postcard
@@ -298,7 +298,7 @@ impl Peer {
         let reply = conn
             .call(target, &Raw(encoded_args), deadline, None)
             .await?;
-        Ok(reply.to_vec())
+        Ok(reply.payload.to_vec())
     }
 
     /// The objects the other side exposes to this connection, with their

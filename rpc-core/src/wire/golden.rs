@@ -27,7 +27,7 @@ fn encoded(value: &impl Serialize) -> String {
 
 #[test]
 fn the_version_and_preamble() {
-    assert_eq!(VERSION, 4);
+    assert_eq!(VERSION, 5);
     assert_eq!(hex(&MAGIC), "5250437f");
 }
 
@@ -92,6 +92,17 @@ fn every_frame_kind() {
         frame(&Header::Stop { id: 3 }, &()),
         "02000000_0c_03".replace('_', "")
     );
+    let names = vec!["rpc.ref.00112233445566778899aabbccddeeff"];
+    let name_hex =
+        "28_7270632e7265662e3030313132323333343435353636373738383939616162626363646465656666";
+    assert_eq!(
+        frame(&Header::Handles, &names),
+        format!("2b000000_0d_01_{name_hex}").replace('_', "")
+    );
+    assert_eq!(
+        frame(&Header::Release, &names),
+        format!("2b000000_0e_01_{name_hex}").replace('_', "")
+    );
 }
 
 #[test]
@@ -119,6 +130,10 @@ fn every_error_that_travels() {
         ),
         (RemoteError::Failed("no".into()), "08_026e6f"),
         (RemoteError::TooManyStreams { limit: 2 }, "09_02"),
+        (
+            RemoteError::DeadHandle("rpc.ref.1".into()),
+            "0a_097270632e7265662e31",
+        ),
     ];
     for (error, want) in cases {
         assert_eq!(encoded(&error), want.replace('_', ""), "{error:?}");

@@ -33,7 +33,7 @@ pub const MAGIC: [u8; 4] = *b"RPC\x7f";
 ///
 /// A peer that announces another version is refused with
 /// [`RpcError::VersionMismatch`].
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// Bytes of the length prefix in front of every frame.
 ///
@@ -211,6 +211,14 @@ pub enum Header<'a> {
         /// The call whose input stream is no longer read.
         id: u64,
     },
+    /// The object handles that the sender's next frame (a call, a
+    /// notification or a reply) carries; a postcard `Vec<&str>` of their
+    /// names follows. The receiver holds each until it is done with that
+    /// frame, and releases at once any the frame's payload did not claim.
+    Handles,
+    /// The sender holds none of these handles any more: the owner may drop
+    /// the objects; a postcard `Vec<&str>` of names follows.
+    Release,
 }
 
 /// Which of a call's two streams a stream frame is about.
@@ -229,7 +237,7 @@ pub enum Way {
 pub const INITIAL_CREDIT: u32 = 64 * 1024;
 
 /// The number of [`Header`] kinds; a first byte at or above it is an unknown kind.
-const HEADER_KINDS: u32 = 13;
+const HEADER_KINDS: u32 = 15;
 
 /// Splits a frame body into its header and payload.
 ///
@@ -247,10 +255,25 @@ pub fn decode_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), String> {
     })
 }
 
+/// A postcard error, for a message: what an object handle's encoding or
+/// decoding said (postcard keeps no text of its own for such errors), or
+/// the error and its most likely cause.
+pub(crate) fn describe(e: &postcard::Error) -> String {
+    if matches!(
+        e,
+        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom
+    ) {
+        if let Some(why) = crate::conn::handles::take_error() {
+            return why;
+        }
+    }
+    format!("{e}{}", postcard_hint(e))
+}
+
 /// What most likely caused a postcard error, for the message: postcard is
 /// not self-describing, so serde attributes that need a format naming its
 /// fields fail, and only at run time.
-pub(crate) fn postcard_hint(e: &postcard::Error) -> &'static str {
+fn postcard_hint(e: &postcard::Error) -> &'static str {
     use postcard::Error as E;
     match e {
         E::WontImplement | E::SerializeSeqLengthUnknown => {
@@ -326,7 +349,7 @@ pub(crate) fn encode_frame_within<P: Payload + ?Sized>(
                 limit: limit as u64,
             }
         } else {
-            RpcError::Encode(format!("{e}{}", postcard_hint(&e)))
+            RpcError::Encode(describe(&e))
         });
     }
     let len = buf.len() - start - LEN_PREFIX;

@@ -65,6 +65,7 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
 /// exposed method.
 pub(super) fn client_impl(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
+    let self_ty = &service.self_ty;
     let client = client_ident(service);
     let name = service.object_name();
     let wire_names = service.exposed().map(|m| m.wire_name().0);
@@ -133,6 +134,23 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
             }
 
             #(#methods)*
+        }
+
+        #(#cfgs)*
+        #[automatically_derived]
+        impl ::rpc_core::__private::Exposed for #self_ty {
+            type Client = #client;
+
+            fn client(
+                peer: &::rpc_core::__private::Peer,
+                name: &::core::primitive::str,
+            ) -> #client {
+                #client::with_name(peer, name)
+            }
+
+            fn method_names() -> &'static [&'static ::core::primitive::str] {
+                #client::METHODS
+            }
         }
 
         #(#cfgs)*
