@@ -1,5 +1,6 @@
 //! [`Address`]: where a server listens or a client dials, written as
-//! `tcp://host:port` or `unix:///path/to/socket`.
+//! `tcp://host:port` or `unix:///path/to/socket`; or `name://name`, a
+//! server registered with a name service, looked up when dialed.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,10 +10,19 @@ use rpc_core::RpcError;
 
 /// A transport address.
 ///
-/// Both variants exist whatever the cargo features, and both always parse;
-/// dialing or binding one whose kind of socket is not built in (`tcp`, or
-/// `unix` on a Unix target) fails with [`RpcError::BadAddress`] naming the
-/// missing feature.
+/// Every variant exists whatever the cargo features, and every form always
+/// parses; dialing or binding one whose kind of socket is not built in
+/// (`tcp`, or `unix` on a Unix target) fails with [`RpcError::BadAddress`]
+/// naming the missing feature.
+///
+/// A [`Name`](Address::Name) (`name://echo`) is not a socket: it is looked
+/// up in a name service each time it is dialed (the first time and on
+/// every reconnection), which gives the `tcp://` or `unix://` address the
+/// server registered. The name service is the one given to
+/// [`Connect::names`](crate::Connect::names), or else the one at
+/// `$RPC_NAMES` ([`names::ENV`](crate::names::ENV)). Binding a `name://`
+/// address fails with [`RpcError::BadAddress`]: a server binds a socket and
+/// registers it ([`names`](crate::names)).
 ///
 /// # Examples
 ///
@@ -23,6 +33,9 @@ use rpc_core::RpcError;
 /// assert_eq!(a.to_string(), "tcp://127.0.0.1:9099");
 /// let u: Address = "unix:///run/app.sock".parse().unwrap();
 /// assert!(matches!(u, Address::Unix(_)));
+/// let n: Address = "name://echo".parse().unwrap();
+/// assert_eq!(n, Address::Name("echo".into()));
+/// assert_eq!(n.to_string(), "name://echo");
 /// let err = "127.0.0.1:9099".parse::<Address>().unwrap_err();
 /// assert!(err.to_string().contains("tcp://host:port"));
 /// ```
@@ -32,9 +45,13 @@ pub enum Address {
     Tcp(String),
     /// A Unix-domain socket path.
     Unix(PathBuf),
+    /// A name registered with a name service, resolved to one of the other
+    /// forms when dialed (see [`names`](crate::names)).
+    Name(String),
 }
 
-const FORMS: &str = "expected `tcp://host:port` or `unix:///path/to/socket`";
+const FORMS: &str =
+    "expected `tcp://host:port`, `unix:///path/to/socket` or `name://registered-name`";
 
 impl FromStr for Address {
     type Err = RpcError;
@@ -56,6 +73,10 @@ impl FromStr for Address {
                 return Err(RpcError::BadAddress(format!("`{s}` has no path; {FORMS}")));
             }
             Ok(Address::Unix(PathBuf::from(path)))
+        } else if let Some(name) = s.strip_prefix("name://") {
+            crate::names::check_name(name, usize::MAX)
+                .map_err(|why| RpcError::BadAddress(format!("`{s}`: {why}")))?;
+            Ok(Address::Name(name.to_string()))
         } else {
             Err(RpcError::BadAddress(format!("`{s}`: {FORMS}")))
         }
@@ -67,6 +88,7 @@ impl fmt::Display for Address {
         match self {
             Address::Tcp(hp) => write!(f, "tcp://{hp}"),
             Address::Unix(p) => write!(f, "unix://{}", p.display()),
+            Address::Name(n) => write!(f, "name://{n}"),
         }
     }
 }
@@ -84,7 +106,7 @@ impl fmt::Display for Address {
 /// fn port_of(addr: impl ToAddress) -> Option<u16> {
 ///     match addr.to_address().ok()? {
 ///         Address::Tcp(hp) => hp.rsplit_once(':')?.1.parse().ok(),
-///         Address::Unix(_) => None,
+///         Address::Unix(_) | Address::Name(_) => None,
 ///     }
 /// }
 ///

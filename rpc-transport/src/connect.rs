@@ -12,17 +12,21 @@ use rpc_core::{
 use tracing::{debug, info, warn};
 
 use crate::address::{Address, ToAddress};
+use crate::names::Names;
 use crate::stream::{dial, ClientLayer, Stream};
 
-/// Dials `addr` (`tcp://host:port` or `unix:///path`) and returns the
-/// connected [`Peer`] once awaited.
+/// Dials `addr` (`tcp://host:port`, `unix:///path`, or `name://name`) and
+/// returns the connected [`Peer`] once awaited.
 ///
-/// Options are set on the returned [`Connect`] before awaiting it.
+/// Options are set on the returned [`Connect`] before awaiting it. A
+/// `name://` address is looked up in a name service when dialed (see
+/// [`Connect::names`]).
 ///
 /// # Errors
 ///
 /// Awaiting the [`Connect`] fails with [`RpcError::BadAddress`] for an
-/// address that does not parse, [`RpcError::Io`] when nothing listens
+/// address that does not parse, or a `name://` that no name service
+/// knows (or with no name service to ask), [`RpcError::Io`] when nothing listens
 /// there (or, with [`tls`](Connect::tls), when the TLS handshake fails),
 /// [`RpcError::HandshakeTimeout`] when dialing (TLS included) or the
 /// handshake takes longer than the handshake timeout
@@ -48,6 +52,7 @@ pub fn connect(addr: impl ToAddress) -> Connect {
         config: PeerConfig::default(),
         set: Settings::default(),
         reconnect: None,
+        names: None,
         #[cfg(feature = "tls")]
         tls: None,
         running: None,
@@ -117,6 +122,9 @@ pub struct Connect {
     config: PeerConfig,
     set: Settings,
     reconnect: Option<Backoff>,
+    /// Set by [`names`](Connect::names): where `name://` addresses are
+    /// looked up.
+    names: Option<Names>,
     /// Set by [`tls`](Connect::tls): the configuration and the server name.
     #[cfg(feature = "tls")]
     tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
@@ -472,6 +480,61 @@ impl Connect {
         self
     }
 
+    /// Looks `name://` addresses up in this name service (a `tcp://` or
+    /// `unix://` address, a [`Names`] with the secret or TLS it requires,
+    /// or a [`Peer`] already connected to it).
+    ///
+    /// The lookup happens when dialing: the first time, and again before
+    /// every reconnection (see [`reconnect`](Connect::reconnect)), so a
+    /// server that registered again at a new address is found there.
+    /// Without this setting, a `name://` address is looked up in the name
+    /// service named by the environment variable `RPC_NAMES`
+    /// ([`names::ENV`](crate::names::ENV)), reached with this connection's
+    /// shared secret, if any. Other addresses ignore it.
+    ///
+    /// # Errors
+    ///
+    /// Awaiting fails with [`RpcError::BadAddress`] when no server is
+    /// registered under the name, or when no name service was given and
+    /// `RPC_NAMES` is not set; with the name service's own errors when it
+    /// cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use rpc_core::RpcError;
+    /// use rpc_transport::names::{NameService, Names};
+    /// use rpc_transport::{connect, Server};
+    /// # use rpc_core::expose;
+    /// # pub struct Calc;
+    /// # #[expose]
+    /// # impl Calc {
+    /// #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let ns = Server::builder().expose(NameService::new()).bind("tcp://127.0.0.1:0").await?;
+    /// let calc = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+    /// let _registered = Names::at(ns.local_addr())
+    ///     .register("calc", calc.local_addr(), BTreeMap::new())
+    ///     .await?
+    ///     .unwrap();
+    ///
+    /// let peer = connect("name://calc").names(ns.local_addr()).await?;
+    /// assert_eq!(CalcClient::new(&peer).add(2, 3).await?, 5);
+    ///
+    /// let unknown = connect("name://nobody").names(ns.local_addr()).await.unwrap_err();
+    /// assert!(matches!(unknown, RpcError::BadAddress(m) if m.contains("no server is registered as `nobody`")));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn names(mut self, names: impl Into<Names>) -> Self {
+        self.names = Some(names.into());
+        self
+    }
+
     /// How dialed sockets become streams, from the options set so far.
     fn layer(&mut self) -> Result<ClientLayer, RpcError> {
         #[cfg(feature = "tls")]
@@ -492,12 +555,17 @@ impl Connect {
         let config = std::mem::take(&mut self.config);
         let set = std::mem::take(&mut self.set);
         let reconnect = self.reconnect.take();
+        let lookup = Lookup {
+            names: self.names.take(),
+            secret: set.secret.clone(),
+        };
         Running(Box::pin(run(
             addr,
             layer,
             registry,
             set.apply(config),
             reconnect,
+            lookup,
         )))
     }
 }
@@ -518,6 +586,21 @@ impl Future for Connect {
     }
 }
 
+/// Where `name://` addresses are looked up, for one [`Connect`].
+struct Lookup {
+    names: Option<Names>,
+    /// The connection's secret, for a name service found in the
+    /// environment.
+    secret: Option<Vec<u8>>,
+}
+
+impl Lookup {
+    /// The address to dial for `addr` now.
+    async fn resolve(&self, addr: &Address) -> Result<Address, RpcError> {
+        crate::names::resolve(addr, self.names.as_ref(), self.secret.as_deref()).await
+    }
+}
+
 /// Dials, shakes hands, and supervises reconnection when asked to.
 async fn run(
     addr: Result<Address, RpcError>,
@@ -525,18 +608,27 @@ async fn run(
     registry: Registry,
     config: PeerConfig,
     reconnect: Option<Backoff>,
+    lookup: Lookup,
 ) -> Result<Peer, RpcError> {
     let addr = addr?;
     let layer = layer?;
     let limit = config.handshake_time_limit();
-    let stream = open_within(&addr, &layer, limit).await?;
+    let target = lookup.resolve(&addr).await?;
+    let stream = open_within(&target, &layer, limit).await?;
     let peer = Peer::detached(registry, config);
     // Before the connection starts: one that ends at once must leave the
     // peer reconnecting, not closed.
     peer.set_reconnecting(reconnect.is_some());
     attach(&peer, stream).await?;
     if let Some(backoff) = reconnect {
-        tokio::spawn(supervise(peer.downgrade(), addr, layer, backoff, limit));
+        tokio::spawn(supervise(
+            peer.downgrade(),
+            addr,
+            layer,
+            backoff,
+            limit,
+            lookup,
+        ));
     }
     Ok(peer)
 }
@@ -714,6 +806,7 @@ async fn supervise(
     layer: ClientLayer,
     backoff: Backoff,
     limit: Duration,
+    lookup: Lookup,
 ) {
     loop {
         let closed = match weak.upgrade() {
@@ -736,7 +829,12 @@ async fn supervise(
             if *peer.status().borrow() == Status::Closed {
                 return;
             }
-            let result = match open_within(&addr, &layer, limit).await {
+            // A name is looked up again: its server may have moved.
+            let opened = match lookup.resolve(&addr).await {
+                Ok(target) => open_within(&target, &layer, limit).await,
+                Err(e) => Err(e),
+            };
+            let result = match opened {
                 Ok(stream) => attach(&peer, stream).await,
                 Err(e) => Err(e),
             };

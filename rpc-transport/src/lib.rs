@@ -1,11 +1,16 @@
 //! TCP and Unix-socket transports for `rpc-core`.
 //!
-//! - [`Address`]: `tcp://host:port` or `unix:///path`;
+//! - [`Address`]: `tcp://host:port`, `unix:///path`, or `name://name`
+//!   (looked up in a name service when dialed);
 //! - [`connect`]: dial and get a [`Peer`](rpc_core::Peer), optionally
 //!   reconnecting with [`Backoff`];
 //! - [`Server`]: bind, accept, serve the exposed objects, report
 //!   connects and disconnects as [`Event`]s, shut down gracefully;
 //! - [`server_available`]: is anyone answering there?
+//! - [`names`]: a name service (Pyro's name server): servers register a
+//!   name and their address for as long as their connection lives, clients
+//!   look names up or dial `name://` addresses. Always built: it needs no
+//!   dependency beyond the transports' own, so it has no cargo feature.
 //! - `tls` (the cargo feature `tls`, off by default): TLS with rustls over
 //!   both kinds of socket, your own rustls configuration, and the caller's
 //!   verified certificate for handlers (mutual TLS); see the `tls` module
@@ -19,7 +24,8 @@
 //! | `unix`  | yes     | Unix-domain sockets: `unix:///path` (only on Unix targets; elsewhere it does nothing) |
 //! | `tls`   | no      | TLS with rustls (ring provider) over either kind of socket; turns on `tcp` |
 //!
-//! Both [`Address`] variants exist whatever the features, so a `match` on
+//! The name service ([`names`]) is not a feature: it is in every build.
+//! Every [`Address`] variant exists whatever the features, so a `match` on
 //! an address compiles the same in every build; dialing or binding an
 //! address whose kind of socket is not built in fails with
 //! [`RpcError::BadAddress`](rpc_core::RpcError::BadAddress) naming the
@@ -53,6 +59,7 @@
 mod address;
 pub mod blocking;
 mod connect;
+pub mod names;
 mod server;
 mod stream;
 #[cfg(feature = "tls")]

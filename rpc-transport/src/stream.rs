@@ -194,6 +194,12 @@ fn not_built_in(addr: &Address) -> RpcError {
             "Unix-domain sockets need the `unix` feature of rpc-transport, which is off in this build"
         }
         Address::Unix(_) => "Unix-domain sockets are not available on this platform",
+        Address::Name(_) => {
+            return RpcError::BadAddress(format!(
+                "`{addr}` names a server registered with a name service, not a socket: \
+                 dial it with `connect`, which looks it up"
+            ))
+        }
     };
     RpcError::BadAddress(format!("`{addr}`: {why}"))
 }
@@ -237,6 +243,13 @@ impl Listener {
     /// Binds `addr`; returns the listener and the address actually bound
     /// (with the real port when port 0 was asked for).
     pub(crate) async fn bind(addr: &Address) -> Result<(Listener, Address), RpcError> {
+        if let Address::Name(name) = addr {
+            return Err(RpcError::BadAddress(format!(
+                "cannot bind `{addr}`: a `name://` address is looked up, never listened on; \
+                 bind a `tcp://` or `unix://` address and register it under `{name}` with \
+                 the name service (rpc_transport::names)"
+            )));
+        }
         match addr {
             #[cfg(feature = "tcp")]
             Address::Tcp(hp) => {

@@ -87,6 +87,9 @@ pub mod guide {
     #[doc = include_str!("../../docs/lineage.md")]
     pub struct Lineage;
 
+    #[doc = include_str!("../../docs/many-hosts.md")]
+    pub struct ManyHosts;
+
     #[doc = include_str!("../../docs/architecture.md")]
     pub struct Architecture;
 }

@@ -16,6 +16,7 @@ pub async fn raw(addr: &rpc_transport::Address) -> Box<dyn RawStream> {
         rpc_transport::Address::Unix(p) => {
             Box::new(tokio::net::UnixStream::connect(p).await.unwrap())
         }
+        rpc_transport::Address::Name(_) => panic!("a raw client needs a socket address"),
     }
 }
 

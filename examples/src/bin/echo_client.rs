@@ -12,6 +12,12 @@
 //! the server requires client certificates, `--tls-cert client.pem
 //! --tls-key client.key.pem`; `--tls-name` is the name the server's
 //! certificate must carry (default: `--host`, or `localhost` with `--unix`).
+//!
+//! `--addr ADDR` gives the whole address instead of `--host`/`--port`/
+//! `--unix`: `tcp://…`, `unix://…`, or `name://echo` for a server
+//! registered with a name service (`echo_server --register echo`), looked
+//! up in the name service given by `--names ADDR` (default: `RPC_NAMES` in
+//! the environment), reached with the same shared secret.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +41,14 @@ struct Args {
     /// Connect to this Unix socket instead of TCP.
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
+    /// The whole address to connect to (`tcp://…`, `unix://…` or
+    /// `name://NAME`), instead of `--host`/`--port`/`--unix`.
+    #[arg(long, value_name = "ADDR", conflicts_with = "unix")]
+    addr: Option<String>,
+    /// The name service that `name://` addresses are looked up in
+    /// (default: the `RPC_NAMES` environment variable).
+    #[arg(long, value_name = "ADDR")]
+    names: Option<String>,
     /// A file holding the shared secret the server requires (default: the
     /// `RPC_SECRET` environment variable, if set).
     #[arg(long, value_name = "FILE")]
@@ -83,9 +97,16 @@ impl Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let addr = match &args.unix {
-        Some(path) => Address::Unix(path.clone()),
-        None => Address::Tcp(format!("{}:{}", args.host, args.port)),
+    let addr = match (&args.addr, &args.unix) {
+        (Some(addr), _) => match addr.parse::<Address>() {
+            Ok(addr) => addr,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(path)) => Address::Unix(path.clone()),
+        (None, None) => Address::Tcp(format!("{}:{}", args.host, args.port)),
     };
 
     if args.probe {
@@ -104,7 +125,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&addr, secret.as_deref(), args.tls()).await {
+    match run(&addr, secret.as_deref(), args.tls(), args.names.as_deref()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(RpcError::Io(e)) if e.context().starts_with("TLS handshake") => {
             eprintln!("error: {e}");
@@ -121,10 +142,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(addr: &Address, secret: Option<&[u8]>, tls: Option<Tls>) -> Result<(), RpcError> {
+async fn run(
+    addr: &Address,
+    secret: Option<&[u8]>,
+    tls: Option<Tls>,
+    names: Option<&str>,
+) -> Result<(), RpcError> {
     let mut connect = rpc_transport::connect(addr).name("echo_client");
     if let Some(secret) = secret {
         connect = connect.secret(secret);
+    }
+    if let Some(names) = names {
+        let mut names = rpc_transport::names::Names::at(names);
+        if let Some(secret) = secret {
+            names = names.secret(secret);
+        }
+        connect = connect.names(names);
     }
     if let Some(tls) = tls {
         let identity = tls

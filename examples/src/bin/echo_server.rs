@@ -13,6 +13,14 @@
 //! files; `cargo run -p rpc-examples --bin make_test_ca` makes a test set),
 //! and add `--tls-ca ca.pem` to require client certificates signed by that
 //! CA: each connection then shows the client certificate's subject.
+//!
+//! Like Pyro's `-n`, `--register NAME --names tcp://127.0.0.1:9090`
+//! registers the server with a name service (the `names` example) once it
+//! listens, so clients can dial `name://NAME`; the name goes away when the
+//! server stops. `--names` defaults to `RPC_NAMES` in the environment; the
+//! name service is reached with the same shared secret as the server's, and
+//! without TLS. `--advertise ADDR` registers another address than the one
+//! bound (when listening on 0.0.0.0, say).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +28,7 @@ use std::time::Duration;
 use clap::Parser;
 use rpc_core::{IoError, PeerConfig, RpcError};
 use rpc_examples::echo::Echo;
+use rpc_transport::names::Names;
 use rpc_transport::tls::CertificateInfo;
 use rpc_transport::{Address, Event, Server};
 
@@ -58,9 +67,28 @@ struct Args {
     /// Require client certificates signed by this CA (PEM; needs `--tls-cert`).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
+    /// Register with a name service under this name once listening.
+    #[arg(long, value_name = "NAME")]
+    register: Option<String>,
+    /// The name service to register with (default: the `RPC_NAMES`
+    /// environment variable).
+    #[arg(long, value_name = "ADDR", requires = "register")]
+    names: Option<String>,
+    /// The address to register, when clients must dial another than the
+    /// one bound (default: the address bound).
+    #[arg(long, value_name = "ADDR", requires = "register")]
+    advertise: Option<String>,
     /// Print the library's debug log.
     #[arg(short, long)]
     verbose: bool,
+}
+
+/// An error of this program's own, as the library reports errors.
+fn invalid(message: String) -> RpcError {
+    RpcError::Io(IoError::new(
+        message,
+        std::io::ErrorKind::InvalidInput.into(),
+    ))
 }
 
 #[tokio::main]
@@ -84,8 +112,7 @@ async fn main() -> Result<(), RpcError> {
         config = config.handshake_timeout(Duration::from_secs_f64(secs.max(0.001)));
     }
     let mut server = Server::builder().expose(Echo).config(config);
-    let secret = rpc_examples::secret::load(args.secret_file.as_deref())
-        .map_err(|m| RpcError::Io(IoError::new(m, std::io::ErrorKind::InvalidInput.into())))?;
+    let secret = rpc_examples::secret::load(args.secret_file.as_deref()).map_err(invalid)?;
     if let Some(secret) = &secret {
         server = server.secret(secret);
     }
@@ -109,6 +136,36 @@ async fn main() -> Result<(), RpcError> {
     if secret.is_some() {
         println!("clients must authenticate with the shared secret");
     }
+    // Kept until the server stops: the name lives as long as it.
+    let _registration = match &args.register {
+        Some(name) => {
+            let names = match &args.names {
+                Some(addr) => Names::at(addr),
+                None => Names::from_env().ok_or_else(|| {
+                    invalid(format!(
+                        "--register needs --names ADDR or {} in the environment",
+                        rpc_transport::names::ENV
+                    ))
+                })?,
+            };
+            let names = match &secret {
+                Some(secret) => names.secret(secret),
+                None => names,
+            };
+            let advertised = args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| server.local_addr().to_string());
+            let metadata = [("kind".to_string(), "echo".to_string())].into();
+            let registration = names
+                .register(name, &advertised, metadata)
+                .await?
+                .map_err(|e| invalid(format!("registering `{name}`: {e}")))?;
+            println!("registered as name://{name} ({advertised}) with the name service");
+            Some(registration)
+        }
+        None => None,
+    };
     println!("press Ctrl-C to stop");
 
     let mut events = server.events();
