@@ -1,6 +1,7 @@
 //! Items used by the code that `#[expose]` generates. Not a public API:
 //! anything here may change in any release.
 
+pub use crate::caller::{CallSpec, Caller};
 pub use crate::context::CallContext;
 pub use crate::dispatch::{Handled, HandlerFuture, Incoming, Replied, Service};
 pub use crate::error::RpcError;
@@ -24,69 +25,82 @@ pub fn targets(object: &str, methods: &[&str]) -> Arc<[Box<str>]> {
         .collect()
 }
 
-/// Makes a call on behalf of a generated stub: with the stub's timeout, or
-/// else the peer's default (settled in one place, `Peer::call_inner`).
-pub async fn call<A, R>(
-    peer: &Peer,
-    target: &str,
-    args: &A,
-    timeout: Option<Duration>,
-) -> Result<R, RpcError>
-where
-    A: Serialize + ?Sized,
-    R: DeserializeOwned,
-{
-    peer.call_inner(target, args, timeout).await
+/// The spec of a stub's call: its target, the stub's timeout (else the
+/// caller's default), and whether the method is idempotent.
+fn spec(target: &str, timeout: Option<Duration>, idempotent: bool) -> CallSpec<'_> {
+    CallSpec::new(target)
+        .timeout(timeout)
+        .idempotent(idempotent)
 }
 
-/// Boxes a handler future.
-/// A call that returns a stream, as a stub makes it.
-pub async fn call_stream<A, T>(
-    peer: &Peer,
+/// Makes a call on behalf of a generated stub.
+pub async fn call<C, A, R>(
+    caller: &C,
     target: &str,
     args: &A,
     timeout: Option<Duration>,
+    idempotent: bool,
+) -> Result<R, RpcError>
+where
+    C: Caller,
+    A: Serialize + Sync + ?Sized,
+    R: DeserializeOwned + Send,
+{
+    Caller::call(caller, spec(target, timeout, idempotent), args).await
+}
+
+/// A call that returns a stream, as a stub makes it.
+pub async fn call_stream<C, A, T>(
+    caller: &C,
+    target: &str,
+    args: &A,
+    timeout: Option<Duration>,
+    idempotent: bool,
 ) -> Result<RpcStream<T>, RpcError>
 where
-    A: Serialize + ?Sized,
-    T: DeserializeOwned,
+    C: Caller,
+    A: Serialize + Sync + ?Sized,
+    T: DeserializeOwned + Send,
 {
-    peer.stream_inner(target, args, None, timeout).await
+    Caller::call_stream(caller, spec(target, timeout, idempotent), args).await
 }
 
 /// A call that takes a stream and returns one, as a stub makes it.
-pub async fn call_duplex<A, T, S>(
-    peer: &Peer,
+pub async fn call_duplex<C, A, T, S>(
+    caller: &C,
     target: &str,
     args: &A,
     input: S,
     timeout: Option<Duration>,
+    idempotent: bool,
 ) -> Result<RpcStream<T>, RpcError>
 where
-    A: Serialize + ?Sized,
-    T: DeserializeOwned,
+    C: Caller,
+    A: Serialize + Sync + ?Sized,
+    T: DeserializeOwned + Send,
     S: Stream + Send + 'static,
     S::Item: Serialize + Send,
 {
-    let input = crate::peer::input_pump(input);
-    peer.stream_inner(target, args, Some(input), timeout).await
+    Caller::call_duplex(caller, spec(target, timeout, idempotent), args, input).await
 }
 
 /// A call that takes a stream and returns a value, as a stub makes it.
-pub async fn call_with_input<A, R, S>(
-    peer: &Peer,
+pub async fn call_with_input<C, A, R, S>(
+    caller: &C,
     target: &str,
     args: &A,
     input: S,
     timeout: Option<Duration>,
+    idempotent: bool,
 ) -> Result<R, RpcError>
 where
-    A: Serialize + ?Sized,
-    R: DeserializeOwned,
+    C: Caller,
+    A: Serialize + Sync + ?Sized,
+    R: DeserializeOwned + Send,
     S: Stream + Send + 'static,
     S::Item: Serialize + Send,
 {
-    peer.input_inner(target, args, input, timeout).await
+    Caller::call_with_input(caller, spec(target, timeout, idempotent), args, input).await
 }
 
 /// Checks at compile time that a stream's items can travel.

@@ -56,6 +56,7 @@
 extern crate self as rpc_core;
 
 mod budget;
+mod caller;
 mod codec;
 mod config;
 mod conn;
@@ -88,6 +89,7 @@ pub mod __wire {
 }
 
 pub use budget::BufferBudget;
+pub use caller::{CallSpec, Caller};
 pub use config::PeerConfig;
 pub use conn::handles::HandleCounts;
 pub use context::CallContext;

@@ -1,5 +1,6 @@
 //! The `#[expose(...)]` options: `name`, `blocking` and `local` on the impl
-//! block, and `name`, `skip`, `close` and `blocking` on its methods.
+//! block, and `name`, `skip`, `close`, `blocking` and `idempotent` on its
+//! methods.
 //!
 //! Parsing only records what was written (with spans); whether a combination
 //! makes sense is decided in `check`. Unknown and repeated keys are reported
@@ -34,6 +35,9 @@ pub(crate) struct MethodOptions {
     pub(crate) close: Option<Span>,
     /// `blocking`: runs on the blocking pool; the span of the keyword.
     pub(crate) blocking: Option<Span>,
+    /// `idempotent`: running it twice does no harm, so a balanced caller
+    /// may repeat it; the span of the keyword.
+    pub(crate) idempotent: Option<Span>,
 }
 
 /// Whether `attr` is one of ours: `#[expose ...]` or `#[rpc_core::expose ...]`.
@@ -117,10 +121,12 @@ pub(crate) fn method(attrs: &[Attribute], errors: &mut Errors) -> MethodOptions 
                 flag(&mut options.close, &meta, errors)?;
             } else if meta.path.is_ident("blocking") {
                 flag(&mut options.blocking, &meta, errors)?;
+            } else if meta.path.is_ident("idempotent") {
+                flag(&mut options.idempotent, &meta, errors)?;
             } else {
                 errors.push(meta.error(format!(
-                    "unknown option `{}`: expected `name = \"...\"`, `skip`, `close` or \
-                     `blocking`",
+                    "unknown option `{}`: expected `name = \"...\"`, `skip`, `close`, \
+                     `blocking` or `idempotent`",
                     path_string(&meta)
                 )));
                 skip_rest(&meta)?;

@@ -45,8 +45,8 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
         #[doc = ""]
         #[doc = #doc_more]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
-        pub struct #client {
-            __peer: ::rpc_core::__private::Peer,
+        pub struct #client<C = ::rpc_core::__private::Peer> {
+            __caller: C,
             __targets: ::std::sync::Arc<[::std::boxed::Box<::core::primitive::str>]>,
             __timeout: ::core::option::Option<::core::time::Duration>,
         }
@@ -54,8 +54,8 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
         #(#cfgs)*
         #[doc = #blocking_doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
-        pub struct #blocking {
-            __inner: #client,
+        pub struct #blocking<C = ::rpc_core::__private::Peer> {
+            __inner: #client<C>,
             __runtime: ::rpc_core::__private::RuntimeHandle,
         }
     }
@@ -90,21 +90,28 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
             /// object answers to), in declaration order.
             pub const METHODS: &'static [&'static ::core::primitive::str] = &[#(#wire_names),*];
 
+            /// The peer the calls go to.
+            pub fn peer(&self) -> &::rpc_core::__private::Peer {
+                &self.__caller
+            }
+        }
+
+        #(#cfgs)*
+        impl<C: ::rpc_core::__private::Caller> #client<C> {
             /// A stub for the object exposed under its default name
-            /// ([`NAME`](Self::NAME)) on the other end of `peer`.
-            pub fn new(peer: &::rpc_core::__private::Peer) -> Self {
-                Self::with_name(peer, Self::NAME)
+            /// ([`NAME`](Self::NAME)) on the other end of `caller`: a
+            /// `Peer`, or anything else that carries calls (a balanced set
+            /// of peers).
+            pub fn new(caller: &C) -> Self {
+                Self::with_name(caller, #client::NAME)
             }
 
             /// A stub for the object exposed under `name` on the other end
-            /// of `peer`.
-            pub fn with_name(
-                peer: &::rpc_core::__private::Peer,
-                name: &::core::primitive::str,
-            ) -> Self {
+            /// of `caller`.
+            pub fn with_name(caller: &C, name: &::core::primitive::str) -> Self {
                 Self {
-                    __peer: ::core::clone::Clone::clone(peer),
-                    __targets: ::rpc_core::__private::targets(name, Self::METHODS),
+                    __caller: ::core::clone::Clone::clone(caller),
+                    __targets: ::rpc_core::__private::targets(name, #client::METHODS),
                     __timeout: ::core::option::Option::None,
                 }
             }
@@ -117,16 +124,11 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
                 self
             }
 
-            /// The peer the calls go to.
-            pub fn peer(&self) -> &::rpc_core::__private::Peer {
-                &self.__peer
-            }
-
             /// A blocking stub over this one, for code with no async: its
             /// calls run on `runtime` (the one that drives the peer's
             /// connection, such as `rpc_transport::blocking::Client::runtime`)
             /// and block until they are answered.
-            pub fn blocking(self, runtime: &::rpc_core::__private::RuntimeHandle) -> #blocking {
+            pub fn blocking(self, runtime: &::rpc_core::__private::RuntimeHandle) -> #blocking<C> {
                 #blocking {
                     __inner: self,
                     __runtime: ::core::clone::Clone::clone(runtime),
@@ -154,7 +156,7 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
         }
 
         #(#cfgs)*
-        impl #blocking {
+        impl<C: ::rpc_core::__private::Caller> #blocking<C> {
             #(#blocking_methods)*
         }
     }
@@ -234,13 +236,15 @@ fn stub_method(index: usize, method: &Method, service: &Service) -> TokenStream 
         (None, None) => (ret, quote!(call), quote!(#decoded), unwrap),
     };
     let input = input.map(|name| quote!(#name,));
+    let idempotent = method.options.idempotent.is_some();
     let call = quote! {
-        ::rpc_core::__private::#function::<#args_ty, #returned>(
-            &self.__peer,
+        ::rpc_core::__private::#function::<C, #args_ty, #returned>(
+            &self.__caller,
             &self.__targets[#index],
             &(#(#values,)*),
             #input
             self.__timeout,
+            #idempotent,
         )
         .await
         #unwrap

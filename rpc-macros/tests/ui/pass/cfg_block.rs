@@ -32,5 +32,5 @@ fn main() {
     let _ = OffClient;
     let _ = NotSerde;
     assert_eq!(<On as Service>::methods(), ["get"]);
-    let _ = OnClient::new;
+    let _ = OnClient::<::rpc_core::Peer>::new;
 }

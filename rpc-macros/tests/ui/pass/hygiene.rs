@@ -86,6 +86,6 @@ mod shadowed {
 }
 
 fn main() {
-    let _ = shadowed::EchoClient::new;
-    let _ = shadowed::LocalsClient::new;
+    let _ = shadowed::EchoClient::<::rpc_core::Peer>::new;
+    let _ = shadowed::LocalsClient::<::rpc_core::Peer>::new;
 }

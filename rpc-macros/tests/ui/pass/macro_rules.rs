@@ -29,5 +29,5 @@ service!(Made, bump, value);
 
 fn main() {
     assert_eq!(<Made as Service>::methods(), ["bump", "later"]);
-    let _ = MadeClient::new;
+    let _ = MadeClient::<::rpc_core::Peer>::new;
 }

@@ -37,6 +37,6 @@ pub mod inner {
 }
 
 fn main() {
-    let _ = CalculatorClient::new;
-    let _ = inner::NamedClient::new;
+    let _ = CalculatorClient::<::rpc_core::Peer>::new;
+    let _ = inner::NamedClient::<::rpc_core::Peer>::new;
 }
