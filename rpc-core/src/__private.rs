@@ -103,6 +103,24 @@ where
     Caller::call_with_input(caller, spec(target, timeout, idempotent), args, input).await
 }
 
+/// A call through `peer` that also tells, when it fails, whether it was
+/// sent (`true`: it may have run), for a balancing caller's failover.
+pub async fn call_reaching<A, R>(
+    peer: &Peer,
+    spec: CallSpec<'_>,
+    args: &A,
+) -> Result<R, (RpcError, bool)>
+where
+    A: Serialize + Sync + ?Sized,
+    R: DeserializeOwned + Send,
+{
+    let mut sent = false;
+    let result = peer
+        .call_reaching(spec.target(), args, spec.timeout_or(None), &mut sent)
+        .await;
+    result.map_err(|e| (e, sent))
+}
+
 /// Checks at compile time that a stream's items can travel.
 pub fn assert_item<S>(_: &S)
 where

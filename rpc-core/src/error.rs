@@ -85,6 +85,11 @@ pub enum RpcError {
     /// An address could not be parsed or resolved; the text names the
     /// accepted forms.
     BadAddress(String),
+    /// The connection to the backend a call was sent to was lost before
+    /// the reply came: the call may or may not have run there. A balanced
+    /// caller reports this instead of repeating a call that is not marked
+    /// `#[expose(idempotent)]`.
+    Interrupted(DisconnectReason),
 }
 
 impl RpcError {
@@ -104,7 +109,10 @@ impl RpcError {
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            RpcError::ConnectionClosed(_) | RpcError::NotConnected | RpcError::Io(_)
+            RpcError::ConnectionClosed(_)
+                | RpcError::NotConnected
+                | RpcError::Io(_)
+                | RpcError::Interrupted(_)
         )
     }
 
@@ -142,7 +150,7 @@ impl PartialEq for RpcError {
     fn eq(&self, other: &Self) -> bool {
         use RpcError::*;
         match (self, other) {
-            (ConnectionClosed(a), ConnectionClosed(b)) => a == b,
+            (ConnectionClosed(a), ConnectionClosed(b)) | (Interrupted(a), Interrupted(b)) => a == b,
             (NotConnected, NotConnected) | (Timeout, Timeout) => true,
             (HandshakeTimeout(a), HandshakeTimeout(b)) => a == b,
             (Remote(a), Remote(b)) => a == b,
@@ -207,6 +215,12 @@ impl fmt::Display for RpcError {
             RpcError::Encode(m) => write!(f, "encoding failed: {m}"),
             RpcError::Io(e) => fmt::Display::fmt(e, f),
             RpcError::BadAddress(m) => write!(f, "bad address: {m}"),
+            RpcError::Interrupted(r) => write!(
+                f,
+                "the connection was lost after the call was sent ({r}): it may or may not \
+                 have run; mark the method #[expose(idempotent)] to have it repeated on \
+                 another backend"
+            ),
         }
     }
 }

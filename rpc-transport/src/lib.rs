@@ -57,6 +57,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address;
+pub mod balance;
 pub mod blocking;
 mod connect;
 pub mod names;

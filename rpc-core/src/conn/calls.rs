@@ -14,12 +14,15 @@ use crate::wire::Header;
 impl Conn {
     /// Makes a call and waits for its reply, until `deadline` (the one
     /// deadline of the call: the wait for a slot counts).
+    /// `sent` becomes true once the call is queued for the remote: a
+    /// failure before that never reached it.
     pub(crate) async fn call<A: Serialize + ?Sized>(
         &self,
         target: &str,
         args: &A,
         deadline: Option<tokio::time::Instant>,
         span: Option<&tracing::Span>,
+        sent: &mut bool,
     ) -> Result<Answer, RpcError> {
         let slot = self.slot(deadline).await?;
         let (id, rx) = self.pending.insert()?;
@@ -29,6 +32,7 @@ impl Conn {
         let mut guard = CallGuard::new(&self.pending, &self.out, id);
         self.queue_call(id, target, args, deadline)?;
         guard.sent();
+        *sent = true;
         // On a timeout the guard, dropped here, sends the cancel.
         let reply = self.reply(rx, deadline).await?;
         guard.done();

@@ -352,6 +352,11 @@ impl Conn {
         self.slots.in_use() as usize + self.admission.serving() > 1
     }
 
+    /// This side's calls in flight on this connection.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        self.slots.in_use() as usize
+    }
+
     /// Calls and notifications from the remote in flight.
     pub(crate) fn serving(&self) -> usize {
         self.admission.serving()

@@ -800,6 +800,22 @@ impl Peer {
         R: DeserializeOwned,
         A: Serialize + ?Sized,
     {
+        self.call_reaching(target, args, timeout, &mut false).await
+    }
+
+    /// [`call_inner`](Self::call_inner), telling through `sent` whether
+    /// the call was queued for the remote before it failed.
+    pub(crate) async fn call_reaching<R, A>(
+        &self,
+        target: &str,
+        args: &A,
+        timeout: Option<Duration>,
+        sent: &mut bool,
+    ) -> Result<R, RpcError>
+    where
+        R: DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
         let conn = self.current()?;
         let deadline = self.deadline(timeout);
         // No span at all unless DEBUG is enabled somewhere: a call costs
@@ -815,7 +831,9 @@ impl Peer {
             )
         });
         let work = async {
-            let answer = conn.call(target, args, deadline, span.as_ref()).await?;
+            let answer = conn
+                .call(target, args, deadline, span.as_ref(), sent)
+                .await?;
             trace!(bytes = answer.payload.len(), "reply received");
             decode_answer::<R>(&conn, &answer)
                 .map_err(|e| RpcError::BadReply(format!("reply of `{target}`: {}", describe(&e))))
@@ -1013,6 +1031,22 @@ impl Peer {
     /// ```
     pub fn config(&self) -> &PeerConfig {
         &self.shared.config
+    }
+
+    /// This side's calls in flight on the current connection: sent (or
+    /// waiting for a slot among the remote's limit) and not yet answered.
+    /// A balancer's measure of load.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_core::{Peer, PeerConfig, Registry};
+    ///
+    /// let peer = Peer::detached(Registry::new(), PeerConfig::default());
+    /// assert_eq!(peer.in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.shared.life.conn().calls_in_flight()
     }
 
     /// How many object handles ([`Remote`](crate::Remote)) the current

@@ -296,7 +296,7 @@ impl Peer {
         let conn = self.current()?;
         let deadline = self.deadline(timeout);
         let reply = conn
-            .call(target, &Raw(encoded_args), deadline, None)
+            .call(target, &Raw(encoded_args), deadline, None, &mut false)
             .await?;
         Ok(reply.payload.to_vec())
     }
