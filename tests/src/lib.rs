@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: both transports, a deadline on
 //! every test, and log output when `RUST_LOG` is set.
 
+pub mod backend;
 pub mod fixtures;
 pub mod pki;
 pub mod raw;
