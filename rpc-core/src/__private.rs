@@ -121,6 +121,25 @@ where
     result.map_err(|e| (e, sent))
 }
 
+/// [`call_reaching`] with arguments already encoded and the reply as it
+/// came.
+pub async fn call_raw_reaching(
+    peer: &Peer,
+    spec: CallSpec<'_>,
+    encoded_args: &[u8],
+) -> Result<Vec<u8>, (RpcError, bool)> {
+    let mut sent = false;
+    let result = peer
+        .call_raw_reaching(
+            spec.target(),
+            encoded_args,
+            spec.timeout_or(None),
+            &mut sent,
+        )
+        .await;
+    result.map_err(|e| (e, sent))
+}
+
 /// Checks at compile time that a stream's items can travel.
 pub fn assert_item<S>(_: &S)
 where

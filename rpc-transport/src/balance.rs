@@ -553,7 +553,7 @@ struct Shared {
 /// let one = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
 /// let two = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
 /// let set = Balanced::builder(Endpoints::new([one.local_addr(), two.local_addr()])?).start();
-/// set.ready(2, Duration::from_secs(5)).await?;
+/// set.until_connected(2, Duration::from_secs(5)).await?;
 ///
 /// let calc = CalcClient::new(&set);
 /// assert_eq!(calc.add(2, 3).await?, 5);
@@ -641,12 +641,12 @@ impl Balanced {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), RpcError> {
     /// let set = Balanced::builder(Endpoints::new(Vec::<String>::new())?).start();
-    /// let err = set.ready(1, Duration::from_millis(50)).await.unwrap_err();
+    /// let err = set.until_connected(1, Duration::from_millis(50)).await.unwrap_err();
     /// assert_eq!(err, RpcError::Timeout);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn ready(&self, n: usize, timeout: Duration) -> Result<(), RpcError> {
+    pub async fn until_connected(&self, n: usize, timeout: Duration) -> Result<(), RpcError> {
         let mut live = self.shared.live.subscribe();
         tokio::time::timeout(timeout, live.wait_for(|&live| live >= n))
             .await
@@ -757,6 +757,184 @@ impl Balanced {
     }
 }
 
+impl Balanced {
+    /// Makes a call with `attempt` (given a backend and what is left of
+    /// the call's timeout) on one backend after another, as the failover
+    /// rules allow (see the module documentation).
+    async fn failover<T, F, Fut>(&self, spec: CallSpec<'_>, mut attempt: F) -> Result<T, RpcError>
+    where
+        F: FnMut(Peer, Option<Duration>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, (RpcError, bool)>>,
+    {
+        let started = tokio::time::Instant::now();
+        let timeout = spec.timeout_or(None);
+        let mut tried: Vec<Arc<Backend>> = Vec::new();
+        let mut last = RpcError::NotConnected;
+        while tried.len() < self.shared.attempts {
+            let Some(backend) = self.pick(&tried, self.wait_until(timeout)).await else {
+                break;
+            };
+            // What is left of the call's timeout, for this attempt.
+            let left = match timeout {
+                Some(t) => match t.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(RpcError::Timeout),
+                },
+                None => None,
+            };
+            match attempt(backend.peer.clone(), left).await {
+                Ok(value) => return Ok(value),
+                Err((error, sent)) => {
+                    debug!(backend = %backend.addr, %error, sent, "call failed on a backend");
+                    match after_failure(error.clone(), sent, spec.is_idempotent()) {
+                        Next::Retry => {
+                            last = error;
+                            tried.push(backend);
+                        }
+                        Next::Fail(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Balanced {
+    /// Calls `target` with arguments already encoded on one of the
+    /// backends, with failover; returns the reply as it came (see
+    /// [`Peer::call_raw`]).
+    ///
+    /// # Errors
+    ///
+    /// As a stub's call through the set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::expose;
+    /// use rpc_transport::balance::{Balanced, Endpoints};
+    /// use rpc_transport::Server;
+    ///
+    /// pub struct Calc;
+    /// #[expose]
+    /// impl Calc {
+    ///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let server = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+    /// let set = Balanced::builder(Endpoints::new([server.local_addr()])?).start();
+    /// let args = postcard::to_stdvec(&(2i64, 3i64)).unwrap();
+    /// let reply = set.call_raw("Calc.add", &args, None, true).await?;
+    /// assert_eq!(postcard::from_bytes::<i64>(&reply).unwrap(), 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call_raw(
+        &self,
+        target: &str,
+        encoded_args: &[u8],
+        timeout: Option<Duration>,
+        idempotent: bool,
+    ) -> Result<Vec<u8>, RpcError> {
+        let spec = CallSpec::new(target)
+            .timeout(timeout)
+            .idempotent(idempotent);
+        self.failover(spec, |peer, left| async move {
+            rpc_core::__private::call_raw_reaching(&peer, spec.timeout(left), encoded_args).await
+        })
+        .await
+    }
+
+    /// The calls in flight on all backends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rpc_transport::balance::{Balanced, Endpoints};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let set = Balanced::builder(Endpoints::new(Vec::<String>::new())?).start();
+    /// assert_eq!(set.in_flight(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        read(&self.shared.backends)
+            .iter()
+            .map(|b| b.peer.in_flight())
+            .sum()
+    }
+}
+
+/// A balanced set as a `tower` service: each request is one call, with
+/// the set's failover (an idempotent [`RawCall`](rpc_core::tower::RawCall)
+/// may be repeated on another backend).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::expose;
+/// use rpc_core::tower::RawCall;
+/// use rpc_transport::balance::{Balanced, Endpoints};
+/// use rpc_transport::Server;
+/// use tower::{Service, ServiceExt};
+///
+/// pub struct Calc;
+/// #[expose]
+/// impl Calc {
+///     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let server = Server::builder().expose(Calc).bind("tcp://127.0.0.1:0").await?;
+/// let mut set = Balanced::builder(Endpoints::new([server.local_addr()])?).start();
+/// let args = postcard::to_stdvec(&(2i64, 3i64)).unwrap();
+/// let reply = set.ready().await?.call(RawCall::new("Calc.add", args)).await?;
+/// assert_eq!(postcard::from_bytes::<i64>(&reply).unwrap(), 5);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+impl tower::Service<rpc_core::tower::RawCall> for Balanced {
+    type Response = Vec<u8>;
+    type Error = RpcError;
+    type Future = BoxFuture<'static, Result<Vec<u8>, RpcError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), RpcError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: rpc_core::tower::RawCall) -> Self::Future {
+        let set = self.clone();
+        Box::pin(async move {
+            set.call_raw(&call.target, &call.args, call.timeout, call.idempotent)
+                .await
+        })
+    }
+}
+
+/// A balanced set's load is the calls in flight on all its backends.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+impl tower::load::Load for Balanced {
+    type Metric = usize;
+
+    fn load(&self) -> usize {
+        self.in_flight()
+    }
+}
+
 /// A pseudo-random number: a per-set keyed hash of a per-thread counter.
 fn random(hasher: &RandomState) -> u64 {
     thread_local! {
@@ -806,38 +984,10 @@ impl Caller for Balanced {
         A: Serialize + Sync + ?Sized,
         R: DeserializeOwned + Send,
     {
-        let started = tokio::time::Instant::now();
-        let timeout = spec.timeout_or(None);
-        let mut tried: Vec<Arc<Backend>> = Vec::new();
-        let mut last = RpcError::NotConnected;
-        while tried.len() < self.shared.attempts {
-            let Some(backend) = self.pick(&tried, self.wait_until(timeout)).await else {
-                break;
-            };
-            // What is left of the call's timeout, for this attempt.
-            let left = match timeout {
-                Some(t) => match t.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(RpcError::Timeout),
-                },
-                None => None,
-            };
-            let attempt = spec.timeout(left);
-            match rpc_core::__private::call_reaching(&backend.peer, attempt, args).await {
-                Ok(value) => return Ok(value),
-                Err((error, sent)) => {
-                    debug!(backend = %backend.addr, %error, sent, "call failed on a backend");
-                    match after_failure(error.clone(), sent, spec.is_idempotent()) {
-                        Next::Retry => {
-                            last = error;
-                            tried.push(backend);
-                        }
-                        Next::Fail(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        Err(last)
+        self.failover(spec, |peer, left| async move {
+            rpc_core::__private::call_reaching(&peer, spec.timeout(left), args).await
+        })
+        .await
     }
 
     async fn call_stream<A, T>(

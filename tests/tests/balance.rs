@@ -89,7 +89,9 @@ async fn calls_spread_across_three_backends_within_twenty_percent() {
         let backends = start(3);
         let endpoints = Endpoints::new(backends.iter().map(|b| &b.addr)).unwrap();
         let set = balanced(&endpoints);
-        set.ready(3, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(3, Duration::from_secs(10))
+            .await
+            .unwrap();
         let by = spread(&set, 3000).await;
         assert_eq!(by.len(), 3, "{by:?}");
         for (backend, n) in &by {
@@ -108,7 +110,9 @@ async fn a_backend_killed_mid_run_loses_no_idempotent_call() {
         let mut backends = start(3);
         let endpoints = Endpoints::new(backends.iter().map(|b| &b.addr)).unwrap();
         let set = balanced(&endpoints);
-        set.ready(3, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(3, Duration::from_secs(10))
+            .await
+            .unwrap();
         let stub = BackendClient::new(&set);
 
         // Eight callers of each kind run while backend b0 is killed.
@@ -184,12 +188,16 @@ async fn a_backend_added_at_run_time_takes_calls() {
         let backends = start(3);
         let endpoints = Endpoints::new(backends[..2].iter().map(|b| &b.addr)).unwrap();
         let set = balanced(&endpoints);
-        set.ready(2, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(2, Duration::from_secs(10))
+            .await
+            .unwrap();
         let by = spread(&set, 300).await;
         assert!(!by.contains_key("b2"), "{by:?}");
 
         endpoints.add(&backends[2].addr).unwrap();
-        set.ready(3, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(3, Duration::from_secs(10))
+            .await
+            .unwrap();
         let by = spread(&set, 600).await;
         assert!(by.get("b2").copied().unwrap_or(0) >= 100, "{by:?}");
 
@@ -212,7 +220,9 @@ async fn a_sticky_key_stays_on_its_backend_while_it_lives() {
         let mut backends = start(3);
         let endpoints = Endpoints::new(backends.iter().map(|b| &b.addr)).unwrap();
         let set = balanced(&endpoints);
-        set.ready(3, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(3, Duration::from_secs(10))
+            .await
+            .unwrap();
 
         // Each key's calls all land on one backend; keys spread.
         let mut homes = HashMap::new();
@@ -254,7 +264,9 @@ async fn backends_call_back_on_the_connection_the_balancer_chose() {
         let backends = start(3);
         let endpoints = Endpoints::new(backends.iter().map(|b| &b.addr)).unwrap();
         let set = balanced(&endpoints);
-        set.ready(3, Duration::from_secs(10)).await.unwrap();
+        set.until_connected(3, Duration::from_secs(10))
+            .await
+            .unwrap();
         let stub = BackendClient::new(&set);
         let answers = futures::future::try_join_all((0..60).map(|_| stub.ping_back()))
             .await

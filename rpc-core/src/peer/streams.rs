@@ -293,10 +293,23 @@ impl Peer {
         encoded_args: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, RpcError> {
+        self.call_raw_reaching(target, encoded_args, timeout, &mut false)
+            .await
+    }
+
+    /// [`call_raw`](Self::call_raw), telling through `sent` whether the
+    /// call was queued for the remote before it failed.
+    pub(crate) async fn call_raw_reaching(
+        &self,
+        target: &str,
+        encoded_args: &[u8],
+        timeout: Option<Duration>,
+        sent: &mut bool,
+    ) -> Result<Vec<u8>, RpcError> {
         let conn = self.current()?;
         let deadline = self.deadline(timeout);
         let reply = conn
-            .call(target, &Raw(encoded_args), deadline, None, &mut false)
+            .call(target, &Raw(encoded_args), deadline, None, sent)
             .await?;
         Ok(reply.payload.to_vec())
     }
