@@ -550,6 +550,12 @@ impl ServerProcess {
     pub(crate) fn addr(&self) -> &Endpoint {
         &self.addr
     }
+
+    /// Kills it at once (SIGKILL): a backend that dies.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for ServerProcess {

@@ -13,6 +13,7 @@
 //!
 //! See `docs/performance.md` for what is measured and how to read the tables.
 
+mod balanced;
 mod floor;
 mod harness;
 mod ours;
@@ -52,6 +53,8 @@ struct Cli {
 enum Cmd {
     /// Open N idle connections to a server process and report its RSS growth per connection.
     IdleMem(IdleArgs),
+    /// Kill one of two backends under a balanced client and report how long calls stop.
+    Failover(FailoverArgs),
     /// Internal: run a server and print its address (started by the harness).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -66,6 +69,10 @@ enum Impl {
     Floor,
     /// This framework.
     Ours,
+    /// This framework's balanced client over one backend (the `ours`
+    /// server), for the balancer's cost against a direct peer.
+    #[value(name = "ours-balanced")]
+    OursBalanced,
 }
 
 impl Impl {
@@ -75,12 +82,14 @@ impl Impl {
             Impl::Tarpc => <tarpc_impl::Tarpc as harness::Backend>::NAME,
             Impl::Floor => <floor::Floor as harness::Backend>::NAME,
             Impl::Ours => <ours::Ours as harness::Backend>::NAME,
+            Impl::OursBalanced => <balanced::OursBalanced as harness::Backend>::NAME,
         }
     }
 
-    /// Whether it can run `scenario` (tarpc has no streams).
+    /// Whether it can run `scenario` (tarpc has no streams; the balanced
+    /// client is measured on calls only).
     fn runs(self, scenario: Scenario) -> bool {
-        scenario.kind() == Kind::Calls || self != Impl::Tarpc
+        scenario.kind() == Kind::Calls || !matches!(self, Impl::Tarpc | Impl::OursBalanced)
     }
 
     /// Runs one scenario against it.
@@ -92,7 +101,7 @@ impl Impl {
     ) -> Result<Measurement, BoxError> {
         if scenario.kind() != Kind::Calls {
             return match self {
-                Impl::Tarpc => Err("tarpc has no streams".into()),
+                Impl::Tarpc | Impl::OursBalanced => Err("calls only".into()),
                 Impl::Floor => harness::run_stream_case::<floor::Floor>(scenario, transport, cfg),
                 Impl::Ours => harness::run_stream_case::<ours::Ours>(scenario, transport, cfg),
             };
@@ -101,6 +110,9 @@ impl Impl {
             Impl::Tarpc => harness::run_case::<tarpc_impl::Tarpc>(scenario, transport, cfg),
             Impl::Floor => harness::run_case::<floor::Floor>(scenario, transport, cfg),
             Impl::Ours => harness::run_case::<ours::Ours>(scenario, transport, cfg),
+            Impl::OursBalanced => {
+                harness::run_case::<balanced::OursBalanced>(scenario, transport, cfg)
+            }
         }
     }
 
@@ -114,7 +126,9 @@ impl Impl {
         match self {
             Impl::Tarpc => harness::idle_mem::<tarpc_impl::Tarpc>(transport, conns, threads),
             Impl::Floor => harness::idle_mem::<floor::Floor>(transport, conns, threads),
-            Impl::Ours => harness::idle_mem::<ours::Ours>(transport, conns, threads),
+            Impl::Ours | Impl::OursBalanced => {
+                harness::idle_mem::<ours::Ours>(transport, conns, threads)
+            }
         }
     }
 
@@ -123,7 +137,7 @@ impl Impl {
         match self {
             Impl::Tarpc => harness::serve::<tarpc_impl::Tarpc>(listen, threads),
             Impl::Floor => harness::serve::<floor::Floor>(listen, threads),
-            Impl::Ours => harness::serve::<ours::Ours>(listen, threads),
+            Impl::Ours | Impl::OursBalanced => harness::serve::<ours::Ours>(listen, threads),
         }
     }
 }
@@ -185,6 +199,23 @@ struct IdleArgs {
     threads: usize,
 }
 
+/// Options of `failover`.
+#[derive(Args, Debug)]
+struct FailoverArgs {
+    /// Transport.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+    /// Closed-loop callers.
+    #[arg(long, default_value_t = 16)]
+    callers: usize,
+    /// Run before the kill, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    before_ms: u64,
+    /// Run after the kill, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    after_ms: u64,
+}
+
 /// Options of the hidden `serve` mode.
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -207,6 +238,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Some(Cmd::Serve(args)) => serve(&args),
         Some(Cmd::IdleMem(args)) => idle_mem(&args),
+        Some(Cmd::Failover(args)) => failover(&args),
         None => run(&cli.run),
     };
     match result {
@@ -299,6 +331,37 @@ fn run(args: &RunArgs) -> Result<bool, BoxError> {
     }
     print!("{}", report::summary(&groups));
     Ok(ok)
+}
+
+/// The `failover` mode.
+fn failover(args: &FailoverArgs) -> Result<bool, BoxError> {
+    let f = balanced::failover(
+        args.transport,
+        args.callers,
+        Duration::from_millis(args.before_ms),
+        Duration::from_millis(args.after_ms),
+    )?;
+    println!(
+        "failover: balanced client over two `ours` backends ({}), {} callers of add, one backend killed",
+        args.transport, args.callers
+    );
+    println!(
+        "  calls answered                 {} before the kill, {} after",
+        f.answered.0, f.answered.1
+    );
+    println!(
+        "  calls failed (Interrupted)     {} (add is not idempotent: calls lost mid-call are not repeated)",
+        f.failed
+    );
+    println!(
+        "  longest pause between answers  {:?} before the kill, {:?} from the kill on",
+        f.gap_before, f.gap_after
+    );
+    println!(
+        "  first call started at the kill answered after {:?}",
+        f.first_after
+    );
+    Ok(true)
 }
 
 /// The `idle-mem` mode.

@@ -684,23 +684,29 @@ impl Balanced {
         }
     }
 
-    /// Picks a backend not in `tried`, waiting (until `wait` has passed)
-    /// while none is connected.
+    /// Picks a backend not in `tried`; while none is connected, waits for
+    /// one (see [`BalancedBuilder::wait_for_backend`], bounded by the
+    /// call's `timeout`).
     async fn pick(
         &self,
         tried: &[Arc<Backend>],
-        wait_until: tokio::time::Instant,
+        timeout: Option<Duration>,
     ) -> Option<Arc<Backend>> {
+        if let Some(b) = self.choose(tried) {
+            return Some(b);
+        }
+        if !tried.is_empty() && self.any_connected() {
+            // Every connected backend was tried.
+            return None;
+        }
+        let wait = timeout.map_or(self.shared.wait, |t| t.min(self.shared.wait));
+        let wait_until = tokio::time::Instant::now() + wait;
         let mut live = self.shared.live.subscribe();
         loop {
+            live.mark_unchanged();
             if let Some(b) = self.choose(tried) {
                 return Some(b);
             }
-            if !tried.is_empty() && self.any_connected() {
-                // Every connected backend was tried.
-                return None;
-            }
-            live.mark_unchanged();
             if tokio::time::timeout_at(wait_until, live.changed())
                 .await
                 .is_err()
@@ -720,40 +726,33 @@ impl Balanced {
     /// loaded of two picked at random.
     fn choose(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
         let backends = read(&self.shared.backends);
-        let live: Vec<&Arc<Backend>> = backends
-            .iter()
-            .filter(|b| b.peer.is_connected() && !tried.iter().any(|t| Arc::ptr_eq(t, b)))
-            .collect();
+        let eligible =
+            |b: &Arc<Backend>| b.peer.is_connected() && !tried.iter().any(|t| Arc::ptr_eq(t, b));
         if let Some(key) = self.key {
-            return live
-                .into_iter()
+            return backends
+                .iter()
+                .filter(|b| eligible(b))
                 .max_by_key(|b| self.shared.hasher.hash_one((key, &b.addr)))
                 .cloned();
         }
-        match live.len() {
-            0 => None,
-            1 => Some(live[0].clone()),
-            n => {
-                let r = random(&self.shared.hasher);
-                let i = (r % n as u64) as usize;
-                let mut j = ((r >> 32) % (n as u64 - 1)) as usize;
-                if j >= i {
-                    j += 1;
-                }
-                let (a, b) = (live[i], live[j]);
-                Some(if b.peer.in_flight() < a.peer.in_flight() {
-                    b.clone()
-                } else {
-                    a.clone()
-                })
-            }
+        let n = backends.len();
+        if n < 2 {
+            return backends.first().filter(|b| eligible(b)).cloned();
         }
-    }
-
-    /// When a call that may be retried should wait at most for a backend.
-    fn wait_until(&self, timeout: Option<Duration>) -> tokio::time::Instant {
-        let wait = timeout.map_or(self.shared.wait, |t| t.min(self.shared.wait));
-        tokio::time::Instant::now() + wait
+        let r = random(&self.shared.hasher);
+        let i = (r % n as u64) as usize;
+        let mut j = ((r >> 32) % (n as u64 - 1)) as usize;
+        if j >= i {
+            j += 1;
+        }
+        let (a, b) = (&backends[i], &backends[j]);
+        match (eligible(a), eligible(b)) {
+            (true, true) if b.peer.in_flight() < a.peer.in_flight() => Some(b.clone()),
+            (true, _) => Some(a.clone()),
+            (false, true) => Some(b.clone()),
+            // Both out: any other that is in.
+            (false, false) => backends.iter().find(|b| eligible(b)).cloned(),
+        }
     }
 }
 
@@ -763,26 +762,27 @@ impl Balanced {
     /// rules allow (see the module documentation).
     async fn failover<T, F, Fut>(&self, spec: CallSpec<'_>, mut attempt: F) -> Result<T, RpcError>
     where
-        F: FnMut(Peer, Option<Duration>) -> Fut,
+        F: FnMut(Arc<Backend>, Option<Duration>) -> Fut,
         Fut: std::future::Future<Output = Result<T, (RpcError, bool)>>,
     {
-        let started = tokio::time::Instant::now();
         let timeout = spec.timeout_or(None);
+        // Read the clock only when there is a timeout to share out.
+        let started = timeout.map(|_| tokio::time::Instant::now());
         let mut tried: Vec<Arc<Backend>> = Vec::new();
         let mut last = RpcError::NotConnected;
         while tried.len() < self.shared.attempts {
-            let Some(backend) = self.pick(&tried, self.wait_until(timeout)).await else {
+            let Some(backend) = self.pick(&tried, timeout).await else {
                 break;
             };
             // What is left of the call's timeout, for this attempt.
-            let left = match timeout {
-                Some(t) => match t.checked_sub(started.elapsed()) {
+            let left = match (timeout, started) {
+                (Some(t), Some(started)) => match t.checked_sub(started.elapsed()) {
                     Some(left) if !left.is_zero() => Some(left),
                     _ => return Err(RpcError::Timeout),
                 },
-                None => None,
+                _ => None,
             };
-            match attempt(backend.peer.clone(), left).await {
+            match attempt(backend.clone(), left).await {
                 Ok(value) => return Ok(value),
                 Err((error, sent)) => {
                     debug!(backend = %backend.addr, %error, sent, "call failed on a backend");
@@ -843,8 +843,9 @@ impl Balanced {
         let spec = CallSpec::new(target)
             .timeout(timeout)
             .idempotent(idempotent);
-        self.failover(spec, |peer, left| async move {
-            rpc_core::__private::call_raw_reaching(&peer, spec.timeout(left), encoded_args).await
+        self.failover(spec, |backend, left| async move {
+            rpc_core::__private::call_raw_reaching(&backend.peer, spec.timeout(left), encoded_args)
+                .await
         })
         .await
     }
@@ -935,17 +936,24 @@ impl tower::load::Load for Balanced {
     }
 }
 
-/// A pseudo-random number: a per-set keyed hash of a per-thread counter.
+/// A pseudo-random number for the choice of two backends: xorshift64*, one
+/// generator per thread, seeded from the per-process random keys of
+/// `hasher` and the thread. Not for secrets; cheap on every call.
 fn random(hasher: &RandomState) -> u64 {
     thread_local! {
-        static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
-    let n = COUNTER.with(|c| {
-        let n = c.get().wrapping_add(1);
-        c.set(n);
-        n
-    });
-    hasher.hash_one((n, std::thread::current().id()))
+    STATE.with(|state| {
+        let mut x = state.get();
+        if x == 0 {
+            x = hasher.hash_one(std::thread::current().id()) | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -984,8 +992,8 @@ impl Caller for Balanced {
         A: Serialize + Sync + ?Sized,
         R: DeserializeOwned + Send,
     {
-        self.failover(spec, |peer, left| async move {
-            rpc_core::__private::call_reaching(&peer, spec.timeout(left), args).await
+        self.failover(spec, |backend, left| async move {
+            rpc_core::__private::call_reaching(&backend.peer, spec.timeout(left), args).await
         })
         .await
     }
@@ -1001,8 +1009,7 @@ impl Caller for Balanced {
     {
         let mut tried: Vec<Arc<Backend>> = Vec::new();
         loop {
-            let wait = self.wait_until(spec.timeout_or(None));
-            let Some(backend) = self.pick(&tried, wait).await else {
+            let Some(backend) = self.pick(&tried, spec.timeout_or(None)).await else {
                 return Err(RpcError::NotConnected);
             };
             match Caller::call_stream(&backend.peer, spec, args).await {
@@ -1028,8 +1035,10 @@ impl Caller for Balanced {
         S::Item: Serialize + Send,
     {
         // The input is sent once: no second backend.
-        let wait = self.wait_until(spec.timeout_or(None));
-        let backend = self.pick(&[], wait).await.ok_or(RpcError::NotConnected)?;
+        let backend = self
+            .pick(&[], spec.timeout_or(None))
+            .await
+            .ok_or(RpcError::NotConnected)?;
         Caller::call_duplex(&backend.peer, spec, args, input).await
     }
 
@@ -1045,8 +1054,10 @@ impl Caller for Balanced {
         S: Stream + Send + 'static,
         S::Item: Serialize + Send,
     {
-        let wait = self.wait_until(spec.timeout_or(None));
-        let backend = self.pick(&[], wait).await.ok_or(RpcError::NotConnected)?;
+        let backend = self
+            .pick(&[], spec.timeout_or(None))
+            .await
+            .ok_or(RpcError::NotConnected)?;
         Caller::call_with_input(&backend.peer, spec, args, input).await
     }
 }
