@@ -186,8 +186,27 @@ pub(crate) fn fate_of(mut stream: &[u8], limit: u32) -> Fate {
             Ok((Header::Goodbye, _)) => return Fate::Goodbye,
             Ok((Header::Shutdown, _)) => return Fate::Shutdown,
             Ok((Header::Call { id, .. }, _)) => repeated |= !ids.insert(id),
+            // A list of handle names that does not decode, or a name that
+            // is not one, breaks the protocol.
+            Ok((Header::Handles, names)) => match postcard::from_bytes::<Vec<String>>(names) {
+                Ok(names) if names.iter().all(|n| is_handle_name(n)) => {}
+                _ => return Fate::Malformed,
+            },
+            Ok((Header::Release, names)) => {
+                if postcard::from_bytes::<Vec<String>>(names).is_err() {
+                    return Fate::Malformed;
+                }
+            }
             Ok(_) => {}
         }
         stream = &stream[total..];
     }
+}
+
+/// Whether `name` has the form of an object handle's name: `rpc.ref.`
+/// and 32 hex digits (docs/wire.md).
+fn is_handle_name(name: &str) -> bool {
+    name.len() == 40
+        && name.starts_with("rpc.ref.")
+        && name[8..].bytes().all(|b| b.is_ascii_hexdigit())
 }
