@@ -7,6 +7,11 @@
 //! on the calls in flight, or rendezvous hashing of a sticky key), and
 //! failover (what may be repeated on another backend).
 //!
+//! The endpoints come from a [`Discover`] source: [`Endpoints`], a list the
+//! program keeps; [`Registered`], the servers registered in a name service;
+//! or, with the `dns` cargo feature, `Dns`, a DNS name's A/AAAA or SRV
+//! records (a Kubernetes headless Service as it is).
+//!
 //! A generated stub takes a `Balanced` as it takes a `Peer`
 //! (`CalculatorClient::new(&balanced)`). Each backend is an ordinary
 //! connection dialed with [`connect`](crate::connect), so the objects the
@@ -39,6 +44,12 @@ use tracing::{debug, warn};
 
 use crate::address::{Address, ToAddress};
 use crate::connect::{connect, Connect};
+
+#[cfg(feature = "dns")]
+mod dns;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use dns::Dns;
 
 /// Where the endpoints of a [`Balanced`] set come from.
 ///
@@ -525,11 +536,11 @@ struct Shared {
 ///
 /// Backends come from a [`Discover`] source: a list the program keeps
 /// ([`Endpoints`]), the servers registered in a name service
-/// ([`Registered`]), or DNS (the `dns` feature). Each call goes to the less
-/// loaded of two backends picked at random (power of two choices on the
-/// calls each has in flight), or, on a [`sticky`](Self::sticky) handle, to
-/// the backend its key maps to while that backend lives. See the module
-/// documentation for failover.
+/// ([`Registered`]), or DNS (`Dns`, with the `dns` feature). Each call goes
+/// to the less loaded of two backends picked at random (power of two
+/// choices on the calls each has in flight), or, on a
+/// [`sticky`](Self::sticky) handle, to the backend its key maps to while
+/// that backend lives. See the module documentation for failover.
 ///
 /// Clones share the set.
 ///

@@ -15,6 +15,9 @@
 //!   both kinds of socket, your own rustls configuration, and the caller's
 //!   verified certificate for handlers (mutual TLS); see the `tls` module
 //!   and `docs/tls.md`.
+//! - [`balance`]: one client over many servers; with the cargo feature
+//!   `dns` (off by default), `balance::Dns` finds the servers through DNS
+//!   (A/AAAA or SRV records; a Kubernetes headless Service as it is).
 //!
 //! # Cargo features
 //!
@@ -23,6 +26,7 @@
 //! | `tcp`   | yes     | TCP sockets: `tcp://host:port` |
 //! | `unix`  | yes     | Unix-domain sockets: `unix:///path` (only on Unix targets; elsewhere it does nothing) |
 //! | `tls`   | no      | TLS with rustls (ring provider) over either kind of socket; turns on `tcp` |
+//! | `dns`   | no      | `balance::Dns`: a balanced set's servers from DNS A/AAAA or SRV records, with hickory-resolver; turns on `tcp` |
 //!
 //! The name service ([`names`]) is not a feature: it is in every build.
 //! Every [`Address`] variant exists whatever the features, so a `match` on
