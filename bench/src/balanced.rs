@@ -71,8 +71,8 @@ pub(crate) struct Failover {
     /// The longest pause between two answered calls from the kill on: the
     /// time calls stopped flowing.
     pub(crate) gap_after: Duration,
-    /// From the kill to the first call answered by the surviving backend
-    /// that was started after the kill.
+    /// From the kill to the first answer to calls started at the kill
+    /// (retrying the ones lost with the dead backend).
     pub(crate) first_after: Duration,
     /// Calls answered before and after the kill.
     pub(crate) answered: (u64, u64),
@@ -118,7 +118,10 @@ pub(crate) fn failover(
         tokio::time::sleep(before).await;
         let killed = Instant::now();
         one.kill();
-        stub.add(1, 2).await?;
+        // The first call started at the kill that is answered: a call
+        // that was on its way to the dead backend fails (`add` is not
+        // idempotent), the next goes to the other one.
+        while stub.add(1, 2).await.is_err() {}
         let first_after = killed.elapsed();
         for t in tasks {
             t.await?;

@@ -9,6 +9,8 @@
 //! cargo run --release -p rpc-bench -- --only par-add,echo-1k --transports tcp,tls
 //! cargo run --release -p rpc-bench -- --only stream-1k,streams-64x64,calls-under-stream
 //! cargo run --release -p rpc-bench -- idle-mem --impl ours --conns 10000
+//! cargo run --release -p rpc-bench -- --only par-add,conns-16 --impls ours,ours-balanced
+//! cargo run --release -p rpc-bench -- failover
 //! ```
 //!
 //! See `docs/performance.md` for what is measured and how to read the tables.

@@ -103,6 +103,12 @@ where
     Caller::call_with_input(caller, spec(target, timeout, idempotent), args, input).await
 }
 
+/// A balancer's view of `peer`: its calls in flight, or `None` when its
+/// connection is closing or closed.
+pub fn load_if_open(peer: &Peer) -> Option<usize> {
+    peer.load_if_open()
+}
+
 /// A call through `peer` that also tells, when it fails, whether it was
 /// sent (`true`: it may have run), for a balancing caller's failover.
 pub async fn call_reaching<A, R>(

@@ -737,18 +737,24 @@ impl Balanced {
     /// loaded of two picked at random.
     fn choose(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
         let backends = read(&self.shared.backends);
-        let eligible =
-            |b: &Arc<Backend>| b.peer.is_connected() && !tried.iter().any(|t| Arc::ptr_eq(t, b));
+        // A backend's load, `None` when it cannot take the call (its
+        // connection is closing, or the call tried it already).
+        let load = |b: &Arc<Backend>| {
+            if tried.iter().any(|t| Arc::ptr_eq(t, b)) {
+                return None;
+            }
+            rpc_core::__private::load_if_open(&b.peer)
+        };
         if let Some(key) = self.key {
             return backends
                 .iter()
-                .filter(|b| eligible(b))
+                .filter(|b| load(b).is_some())
                 .max_by_key(|b| self.shared.hasher.hash_one((key, &b.addr)))
                 .cloned();
         }
         let n = backends.len();
         if n < 2 {
-            return backends.first().filter(|b| eligible(b)).cloned();
+            return backends.first().filter(|b| load(b).is_some()).cloned();
         }
         let r = random(&self.shared.hasher);
         let i = (r % n as u64) as usize;
@@ -757,12 +763,12 @@ impl Balanced {
             j += 1;
         }
         let (a, b) = (&backends[i], &backends[j]);
-        match (eligible(a), eligible(b)) {
-            (true, true) if b.peer.in_flight() < a.peer.in_flight() => Some(b.clone()),
-            (true, _) => Some(a.clone()),
-            (false, true) => Some(b.clone()),
+        match (load(a), load(b)) {
+            (Some(la), Some(lb)) if lb < la => Some(b.clone()),
+            (Some(_), _) => Some(a.clone()),
+            (None, Some(_)) => Some(b.clone()),
             // Both out: any other that is in.
-            (false, false) => backends.iter().find(|b| eligible(b)).cloned(),
+            (None, None) => backends.iter().find(|b| load(b).is_some()).cloned(),
         }
     }
 }

@@ -357,6 +357,12 @@ impl Conn {
         self.slots.in_use() as usize
     }
 
+    /// This side's calls in flight, or `None` once the connection has
+    /// begun to close: one atomic read each, for a balancer's every call.
+    pub(crate) fn load(&self) -> Option<usize> {
+        (!self.closing.load(Ordering::Acquire)).then(|| self.calls_in_flight())
+    }
+
     /// Calls and notifications from the remote in flight.
     pub(crate) fn serving(&self) -> usize {
         self.admission.serving()

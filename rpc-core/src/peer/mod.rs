@@ -1049,6 +1049,12 @@ impl Peer {
         self.shared.life.conn().calls_in_flight()
     }
 
+    /// [`in_flight`](Self::in_flight), or `None` when the connection is
+    /// closing or closed.
+    pub(crate) fn load_if_open(&self) -> Option<usize> {
+        self.shared.life.conn().load()
+    }
+
     /// How many object handles ([`Remote`](crate::Remote)) the current
     /// connection has out (this side's objects the remote holds) and in
     /// (the remote's objects this side holds); zeros between connections.
