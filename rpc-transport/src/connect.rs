@@ -27,7 +27,7 @@ use crate::stream::{dial, ClientLayer, Stream};
 /// Awaiting the [`Connect`] fails with [`RpcError::BadAddress`] for an
 /// address that does not parse, or a `name://` that no name service
 /// knows (or with no name service to ask), [`RpcError::Io`] when nothing listens
-/// there (or, with [`tls`](Connect::tls), when the TLS handshake fails),
+/// there (or, with `tls` (the `tls` feature), when the TLS handshake fails),
 /// [`RpcError::HandshakeTimeout`] when dialing (TLS included) or the
 /// handshake takes longer than the handshake timeout
 /// ([`PeerConfig::handshake_timeout`]), and the handshake's errors:

@@ -38,7 +38,7 @@
 //! **Protection.** The name service is an ordinary server: a shared secret
 //! ([`ServerBuilder::secret`](crate::ServerBuilder::secret)) or TLS protect
 //! it like any other, and its clients pass the same options
-//! ([`Names::secret`], [`Names::tls`]).
+//! ([`Names::secret`], and `Names::tls` with the `tls` feature).
 //!
 //! The name service is always built (it needs no dependency beyond those
 //! of the transports); `docs/many-hosts.md` is the guide.
