@@ -34,9 +34,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::Stream;
-use rpc_core::{
-    CallSpec, Caller, DisconnectReason, Peer, RemoteError, RpcError, RpcStream, Status,
-};
+use rpc_core::{CallSpec, Caller, DisconnectReason, Peer, RemoteError, RpcError, RpcStream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
@@ -727,6 +725,13 @@ impl Balanced {
         }
     }
 
+    /// The backend of a call that is not repeated anywhere else.
+    async fn pick_once(&self, spec: CallSpec<'_>) -> Result<Arc<Backend>, RpcError> {
+        self.pick(&[], spec.timeout_or(None))
+            .await
+            .ok_or(RpcError::NotConnected)
+    }
+
     fn any_connected(&self) -> bool {
         read(&self.shared.backends)
             .iter()
@@ -1052,10 +1057,7 @@ impl Caller for Balanced {
         S::Item: Serialize + Send,
     {
         // The input is sent once: no second backend.
-        let backend = self
-            .pick(&[], spec.timeout_or(None))
-            .await
-            .ok_or(RpcError::NotConnected)?;
+        let backend = self.pick_once(spec).await?;
         Caller::call_duplex(&backend.peer, spec, args, input).await
     }
 
@@ -1071,10 +1073,7 @@ impl Caller for Balanced {
         S: Stream + Send + 'static,
         S::Item: Serialize + Send,
     {
-        let backend = self
-            .pick(&[], spec.timeout_or(None))
-            .await
-            .ok_or(RpcError::NotConnected)?;
+        let backend = self.pick_once(spec).await?;
         Caller::call_with_input(&backend.peer, spec, args, input).await
     }
 }
@@ -1102,7 +1101,7 @@ async fn reconcile(set: &Arc<Shared>, wanted: Vec<Address>, dial: &Dial) {
         let mut backends = write(&set.backends);
         let (keep, gone) = std::mem::take(&mut *backends)
             .into_iter()
-            .partition(|b| wanted.contains(&b.addr) && *b.peer.status().borrow() != Status::Closed);
+            .partition(|b| wanted.contains(&b.addr) && b.peer.is_connected());
         *backends = keep;
         gone
     };

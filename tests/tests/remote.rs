@@ -485,3 +485,47 @@ async fn a_remote_in_a_stream_item_is_refused_clearly() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn handles_in_a_message_not_sent_or_not_read_are_released() {
+    within(20, async {
+        let sessions = Live::default();
+        let server = Server::builder()
+            .expose(new_hub(&sessions))
+            .config(rpc_core::PeerConfig::default().max_frame(1024))
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .unwrap();
+        let listeners = Live::default();
+        let peer = rpc_transport::connect(server.local_addr()).await.unwrap();
+
+        // Not sent: the frame is over the server's limit, so the handle
+        // handed out while encoding it is taken back at once.
+        let (mine, _heard) = listener(&listeners);
+        let big = vec![7u8; 4096];
+        let err = peer
+            .call::<(), _>("Hub.subscribe", &(Remote::new(mine), big))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::TooLarge { .. }), "{err:?}");
+        assert_eq!(peer.handle_counts().exported, 0);
+        listeners.settles_at(0).await;
+
+        // Sent but never decoded: the call is refused (no such method), and
+        // the server releases the handle it was announced.
+        let (mine, _heard) = listener(&listeners);
+        let err = peer
+            .call::<(), _>("Hub.nosuch", &(Remote::new(mine),))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RpcError::Remote(RemoteError::UnknownMethod { .. })),
+            "{err:?}"
+        );
+        listeners.settles_at(0).await;
+        assert_eq!(peer.handle_counts().exported, 0);
+        assert_eq!(server.peers()[0].handle_counts().imported, 0);
+        server.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}

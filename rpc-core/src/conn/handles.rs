@@ -175,18 +175,14 @@ impl Conn {
                     (held + n <= self.handles.limit).then_some(held + n)
                 });
         let names: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
-        if taken.is_err() {
+        let refused = taken.is_err().then_some(self.handles.limit);
+        if refused.is_some() {
             self.send_release(&names);
-            return Ok(FrameHandles {
-                conn: self.me.clone(),
-                names: Mutex::new(names.into_iter().map(|n| (n, None)).collect()),
-                refused: Some(self.handles.limit),
-            });
         }
         Ok(FrameHandles {
             conn: self.me.clone(),
             names: Mutex::new(names.into_iter().map(|n| (n, None)).collect()),
-            refused: None,
+            refused,
         })
     }
 

@@ -134,9 +134,9 @@ impl Outbox {
                 announce_handles(&mut st.buf, start, self.max_frame)
             }));
             match res {
-                Ok(Ok(())) => {
+                Ok(Ok(announced)) => {
                     let queued = self.queued(&mut st, start == 0);
-                    if queued.is_ok() {
+                    if announced && queued.is_ok() {
                         handles::sent();
                     }
                     queued
@@ -293,11 +293,11 @@ impl Outbox {
 }
 
 /// Puts a `Handles` frame in front of the frame just encoded at `start`,
-/// listing the object handles its payload carries (when it carries any).
-fn announce_handles(buf: &mut Vec<u8>, start: usize, max_frame: usize) -> Result<(), RpcError> {
+/// listing the object handles its payload carries; whether it carries any.
+fn announce_handles(buf: &mut Vec<u8>, start: usize, max_frame: usize) -> Result<bool, RpcError> {
     let names = handles::exported();
     if names.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let names: Vec<&str> = names.iter().map(|n| &**n).collect();
     let end = buf.len();
@@ -307,7 +307,7 @@ fn announce_handles(buf: &mut Vec<u8>, start: usize, max_frame: usize) -> Result
     }
     let announce = buf.len() - end;
     buf[start..].rotate_right(announce);
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
